@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set everything up (as root also the Debian packages the tests talk to) and run the
+# whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+scripts/setup.sh --test
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

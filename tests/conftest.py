@@ -1,0 +1,62 @@
+"""Shared test fixtures: the roost command, free ports, real Debian tools."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO.parent / "shared" / "seeds"
+DATA = Path(__file__).resolve().parent / "data"
+
+# Standard ports of every service `roost init` configures (port-base + these).
+STANDARD_PORTS = (25, 587, 465, 143, 993, 110, 995, 24)
+
+
+def roost_cmd() -> list[str]:
+    """The roost command line prefix, run by this interpreter (works inside or outside the venv)."""
+    return [sys.executable, "-m", "roost"]
+
+
+def run_roost(*args: str, input: str | None = None, env: dict | None = None, check: bool = False,
+              timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([*roost_cmd(), *args], input=input, capture_output=True, text=True,
+                          env=full_env, check=check, timeout=timeout)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base() -> int:
+    """A port base N (multiple of 1000, 10000..50000) with N + every standard port free."""
+    bases = list(range(10000, 51000, 1000))
+    random.shuffle(bases)
+    for base in bases:
+        if all(port_free(base + p) for p in STANDARD_PORTS):
+            return base
+    raise RuntimeError("no free port base")
+
+
+def require_tool(name: str) -> str:
+    """Path of a real peer tool (postconf, doveconf, swaks...). Interop tests fail, never skip,
+    when it is missing: scripts/test.sh installs it when run as root."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run 'sudo scripts/setup.sh --test' once", pytrace=False)
+    return path
