@@ -26,13 +26,15 @@ import os
 import socket
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from roost.config.diagnostics import Diagnostics
 from roost.tables import indexed
-from roost.tables.base import TableError, TableOptions
-from roost.tables.registry import open_table, split_reference
-from roost.tables.source import decode, encode
+from roost.tables.base import LookupTable, TableError, TableOptions
+from roost.tables.registry import SUPPORTED_TYPES, open_table, split_reference
+from roost.tables.source import decode, encode, parse_entries
 
 DEFAULT_CONFIG_DIR = "/etc/roost"
 USAGE = {
@@ -173,55 +175,53 @@ class Tool:
             self.build(reference)
         return 0
 
-    def _open(self, reference: str):
-        diags = Diagnostics()
-        table = open_table(reference, diags, options=self.options, aliases=self.aliases,
-                           default_type=self.default_type, cache=False)
-        return table, diags
-
-    def _lookup(self, reference: str, key: str) -> str | None:
-        table, diags = self._open(reference)
+    @contextmanager
+    def _opened(self, reference: str) -> Iterator[tuple[LookupTable, Diagnostics]]:
+        table = open_table(reference, diags := Diagnostics(), options=self.options,
+                           aliases=self.aliases, default_type=self.default_type, cache=False)
         try:
-            value = table.lookup(key)
+            yield table, diags
+        finally:
+            table.close()
+
+    @contextmanager
+    def _consulting(self, diags: Diagnostics) -> Iterator[None]:
+        """Report the table's diagnostics; a table that cannot be consulted is fatal, with
+        its message said once (not also as a warning)."""
+        try:
+            yield
         except TableError as exc:
             self.report(diags, skip=str(exc))
             raise Fatal(str(exc)) from None
-        finally:
-            table.close()
         self.report(diags)
-        return value
+
+    def _stdin_text(self) -> str:
+        return decode(self.stdin.buffer.read() if hasattr(self.stdin, "buffer") else encode(self.stdin.read()))
 
     def _keys_from_stdin(self) -> list[str]:
-        data = self.stdin.buffer.read() if hasattr(self.stdin, "buffer") else encode(self.stdin.read())
-        return [line.rstrip("\r") for line in decode(data).split("\n") if line.rstrip("\r")]
+        return [line.rstrip("\r") for line in self._stdin_text().split("\n") if line.rstrip("\r")]
 
     def query(self, key: str) -> int:
         if key != "-":
             for reference in self.request.maps:
-                value = self._lookup(reference, key)
+                with self._opened(reference) as (table, diags), self._consulting(diags):
+                    value = table.lookup(key)
                 if value is not None:
                     self._write(value + "\n")
                     return 0
             return 1
-        tables = [self._open(reference) for reference in self.request.maps]
         found = False
         separator = ":\t" if self.aliases else "\t"
-        try:
+        with ExitStack() as stack:
+            tables = [stack.enter_context(self._opened(reference)) for reference in self.request.maps]
             for key in self._keys_from_stdin():
                 for table, diags in tables:
-                    try:
+                    with self._consulting(diags):
                         value = table.lookup(key)
-                    except TableError as exc:
-                        self.report(diags, skip=str(exc))
-                        raise Fatal(str(exc)) from None
-                    self.report(diags)
                     if value is not None:
                         self._write(f"{key}{separator}{value}\n")
                         found = True
                         break
-        finally:
-            for table, _diags in tables:
-                table.close()
         return 0 if found else 1
 
     def delete(self, key: str) -> int:
@@ -238,36 +238,25 @@ class Tool:
         return 0 if found else 1
 
     def sequence(self, reference: str) -> int:
-        table, diags = self._open(reference)
-        items = getattr(table, "items", None)
-        if items is None:
-            raise Fatal(f"table {table.spec}: sequence operation is not supported")
-        separator = ":\t" if self.aliases else "\t"
-        try:
-            for key, value in items():
-                self._write(f"{key}{separator}{value}\n")
-        except TableError as exc:
-            self.report(diags, skip=str(exc))
-            raise Fatal(str(exc)) from None
-        finally:
-            table.close()
-        self.report(diags)
+        with self._opened(reference) as (table, diags):
+            items = getattr(table, "items", None)
+            if items is None:
+                raise Fatal(f"table {table.spec}: sequence operation is not supported")
+            separator = ":\t" if self.aliases else "\t"
+            with self._consulting(diags):
+                for key, value in items():
+                    self._write(f"{key}{separator}{value}\n")
         return 0
 
     def build(self, reference: str) -> None:
         kind, name = split_reference(reference, self.default_type)
         if kind not in indexed.INDEXED_TYPES:
-            from roost.tables.registry import SUPPORTED_TYPES
-
             if kind in SUPPORTED_TYPES:
                 raise Fatal(f"unsupported dictionary type: {kind} does not support bulk-mode creation.")
             raise Fatal(f"unsupported dictionary type: {kind}")
         diags = Diagnostics()
         if self.request.incremental:
-            from roost.tables.source import parse_entries
-
-            text = decode(self.stdin.buffer.read() if hasattr(self.stdin, "buffer") else encode(self.stdin.read()))
-            entries = list(parse_entries(text, "-", diags, aliases=self.aliases, utf8=self.utf8))
+            entries = list(parse_entries(self._stdin_text(), "-", diags, aliases=self.aliases, utf8=self.utf8))
             ok = indexed.update(kind, name, entries, diags, fold=self.request.fold, utf8=self.utf8,
                                 replace=self.request.replace, warn=self.request.warn_duplicates)
         else:

@@ -6,6 +6,9 @@ rule), and an address only matches patterns of its own family, as Postfix does.
 Malformed rules (bad address, host bits set, bad mask, missing result) are skipped with a
 `cidr map FILE, line N: ...` warning.
 
+Rule files, inline `cidr:{...}` lists and if/endif blocks are handled by
+roost.tables.rules; this module parses and matches address patterns.
+
 Invariants: parsing never raises; the table re-reads its file when it changes.
 Security: keys are parsed with `ipaddress`, never interpreted otherwise.
 """
@@ -15,9 +18,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from roost.config.diagnostics import Diagnostics
-from roost.tables.base import LookupTable, TableError, TableOptions
-from roost.tables.source import WHITESPACE, decode, logical_lines, split_word
+from roost.tables.rules import RuleTable
+from roost.tables.source import WHITESPACE, split_word
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -70,56 +72,7 @@ def parse_pattern(text: str) -> tuple[Network | None, str | None]:
                       f'"{base}/{length}" instead')
 
 
-class CidrTable(LookupTable):
-    fixed_keys = False  # sees whole strings only; no partial (parent/prefix) keys
-    def __init__(self, type: str, name: str, options: TableOptions | None = None,
-                 diags: Diagnostics | None = None) -> None:
-        self._rules: list[CidrRule] = []
-        super().__init__(type, name, options, diags)
-
-    @property
-    def label(self) -> str:
-        return f"cidr map {self.name}"
-
-    def watched_files(self) -> tuple[str, ...]:
-        return () if self.name.lstrip().startswith("{") else (self.name,)
-
-    def _source_text(self) -> str:
-        spec = self.name.strip(WHITESPACE)
-        if spec.startswith("{"):
-            from roost.tables.memory import split_braced_list
-
-            if not spec.endswith("}") or (rules := split_braced_list(spec[1:-1])) is None:
-                raise TableError(f'bad syntax: "{self.spec}"; need "cidr:{{rule...}}"')
-            return "\n".join(rules)
-        try:
-            with open(self.name, "rb") as handle:
-                return decode(handle.read())
-        except OSError as exc:
-            raise TableError(f"open {self.name}: {exc.strerror or exc}") from None
-
-    def _load(self) -> None:
-        self._rules = self.parse(self._source_text())
-
-    def parse(self, text: str) -> list[CidrRule]:
-        rules: list[CidrRule] = []
-        open_ifs: list[int] = []
-        for line in logical_lines(text, self.label, self.diags):
-            rule = self._parse_line(line.text, line.line)
-            if rule is None:
-                continue
-            if rule.kind == "if":
-                open_ifs.append(line.line)
-            elif rule.kind == "endif":
-                if not open_ifs:
-                    self.diags.warning(self.label, line.line, "ignoring ENDIF without matching IF")
-                    continue
-                open_ifs.pop()
-            rules.append(rule)
-        for start in open_ifs:
-            self.diags.warning(self.label, start, "IF has no matching ENDIF")
-        return rules
-
+class CidrTable(RuleTable):
     def _parse_line(self, text: str, line: int) -> CidrRule | None:
         if text.lower() == "endif":
             return CidrRule("endif", None, False, "", line)
@@ -144,30 +97,12 @@ class CidrTable(LookupTable):
             return None
         return CidrRule("match", network, negated, result, line)
 
-    def _get(self, key: str) -> str | None:
-        address = parse_address(key)
-        if address is None:
-            return None
-        skip_depth = 0
-        for rule in self._rules:
-            if skip_depth:
-                if rule.kind == "if":
-                    skip_depth += 1
-                elif rule.kind == "endif":
-                    skip_depth -= 1
-                continue
-            if rule.kind == "endif":
-                continue
-            assert rule.network is not None
-            if rule.network.version != address.version:
-                # Another family never matches, negated or not; its IF block is skipped.
-                skip_depth = 1 if rule.kind == "if" else 0
-                continue
-            hit = (address in rule.network) != rule.negated
-            if rule.kind == "if":
-                if not hit:
-                    skip_depth = 1
-                continue
-            if hit:
-                return rule.result
-        return None
+    def _subject(self, key: str) -> Address | None:
+        return parse_address(key)
+
+    def _test(self, rule: CidrRule, address: Address) -> tuple[bool, None]:
+        assert rule.network is not None
+        if rule.network.version != address.version:
+            # Another family never matches, negated or not; its IF block is skipped.
+            return False, None
+        return (address in rule.network) != rule.negated, None

@@ -14,6 +14,10 @@ recursion `(?R)`/`(?1)`, `\\K`, `\\G`, `\\p{..}`/`\\X`, backtracking verbs `(*..
 callouts. POSIX regexps match leftmost-longest while `re` is leftmost-first: a match is
 found in the same cases, but `$n` of an alternation may capture a shorter branch.
 
+Rule files, inline `regexp:{...}` lists and if/endif blocks are handled by
+roost.tables.rules; this module parses `/pattern/flags` rules, translates the pattern
+syntax (one scanner, `_translate`, with a POSIX and a PCRE step) and expands `$n`.
+
 Invariants: a bad rule is skipped with a warning naming `regexp map FILE, line N`, never
 an exception; the table re-reads its file when it changes.
 Security: patterns come from the administrator's files; a lookup never executes results.
@@ -23,10 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
-from roost.config.diagnostics import Diagnostics
-from roost.tables.base import LookupTable, TableError, TableOptions
-from roost.tables.source import WHITESPACE, decode, logical_lines
+from roost.tables.rules import RuleTable
+from roost.tables.source import WHITESPACE
 
 _REF = re.compile(r"\$(?:(\d)|\{(\d+)\}|\((\d+)\)|(\$))")
 _POSIX_CLASSES = {
@@ -35,6 +39,12 @@ _POSIX_CLASSES = {
     "space": " \\t\\n\\r\\f\\v", "upper": "A-Z", "xdigit": "0-9A-Fa-f", "word": "a-zA-Z0-9_",
 }
 _UNSUPPORTED_PCRE = re.compile(r"\(\?R\)|\(\?[+-]?\d+\)|\\[KGpPX]|\(\*[A-Z]|\(\?C")
+_POSIX_ANCHORS = {"<": r"\b(?=\w)", ">": r"\b(?<=\w)", "`": r"\A", "'": r"\Z"}
+_BRE_SPECIALS = "(){}|+?"  # literal in POSIX basic syntax unless escaped
+_INTERVAL = re.compile(r"\{\d*(,\d*)?\}")
+_QUANTIFIER = re.compile(r"[*+?]|\{\d+(,\d*)?\}")
+_BRACED_HEX = re.compile(r"\\x\{([0-9a-fA-F]+)\}")
+_PCRE_ESCAPES = {"z": r"\Z", "Z": r"(?=\n?\Z)", "e": r"\x1b", "h": r"[ \t]", "E": ""}
 
 
 class RuleError(Exception):
@@ -92,115 +102,91 @@ def _bracket(pattern: str, index: int, posix: bool) -> tuple[str, int]:
     raise RuleError("Unmatched [ or [^")
 
 
-def translate_posix(pattern: str, extended: bool) -> str:
-    """POSIX ERE (or BRE when not extended) to Python syntax."""
+def _translate(pattern: str, posix: bool, step: Callable[[str, int], tuple[str, int]]) -> str:
+    """Walk `pattern`: bracket expressions go through `_bracket`, everything else through
+    `step(pattern, index) -> (Python syntax, next index)`."""
     out: list[str] = []
     index = 0
     while index < len(pattern):
-        char = pattern[index]
-        if char == "[":
-            text, index = _bracket(pattern, index, posix=True)
-            out.append(text)
-            continue
-        if char == "\\" and index + 1 < len(pattern):
-            nxt = pattern[index + 1]
-            index += 2
-            if nxt == "<":
-                out.append(r"\b(?=\w)")
-            elif nxt == ">":
-                out.append(r"\b(?<=\w)")
-            elif nxt == "`":
-                out.append(r"\A")
-            elif nxt == "'":
-                out.append(r"\Z")
-            elif not extended and nxt in "(){}|+?":
-                out.append(nxt)
-            elif nxt.isdigit() or nxt in "wWsSbB":
-                out.append("\\" + nxt)
-            else:
-                out.append(re.escape(nxt))
-            continue
-        if char == "\\":
-            raise RuleError("Trailing backslash")
-        if not extended and char in "(){}|+?":
-            out.append("\\" + char)
-        elif char == "{" and not re.match(r"\{\d*(,\d*)?\}", pattern[index:]):
-            raise RuleError("Invalid preceding regular expression")
+        if pattern[index] == "[":
+            text, index = _bracket(pattern, index, posix)
         else:
-            out.append(char)
-        index += 1
+            text, index = step(pattern, index)
+        out.append(text)
     return "".join(out)
+
+
+def _posix_escape(escaped: str, extended: bool) -> str:
+    if escaped in _POSIX_ANCHORS:
+        return _POSIX_ANCHORS[escaped]
+    if not extended and escaped in _BRE_SPECIALS:
+        return escaped
+    if escaped.isdigit() or escaped in "wWsSbB":
+        return "\\" + escaped
+    return re.escape(escaped)
+
+
+def translate_posix(pattern: str, extended: bool) -> str:
+    """POSIX ERE (or BRE when not extended) to Python syntax."""
+    def step(pattern: str, index: int) -> tuple[str, int]:
+        char = pattern[index]
+        if char == "\\":
+            if index + 1 == len(pattern):
+                raise RuleError("Trailing backslash")
+            return _posix_escape(pattern[index + 1], extended), index + 2
+        if not extended and char in _BRE_SPECIALS:
+            return "\\" + char, index + 1
+        if char == "{" and not _INTERVAL.match(pattern, index):
+            raise RuleError("Invalid preceding regular expression")
+        return char, index + 1
+
+    return _translate(pattern, True, step)
 
 
 def _swap_greediness(pattern: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(pattern):
+    """PCRE's U flag on an already translated pattern: `*` becomes `*?` and `*?` `*`."""
+    def step(pattern: str, index: int) -> tuple[str, int]:
         char = pattern[index]
         if char == "\\":
-            out.append(pattern[index:index + 2])
-            index += 2
-            continue
-        if char == "[":
-            text, index = _bracket(pattern, index, posix=False)
-            out.append(text)
-            continue
-        quantifier = re.match(r"[*+?]|\{\d+(,\d*)?\}", pattern[index:])
-        previous = "".join(out)[-1:] if out else ""
-        if quantifier and not (char == "?" and previous == "("):
-            out.append(quantifier.group())
-            index += len(quantifier.group())
-            if index < len(pattern) and pattern[index] == "?":
-                index += 1
-            elif index < len(pattern) and pattern[index] == "+":
-                out.append("+")
-                index += 1
-            else:
-                out.append("?")
-            continue
-        out.append(char)
-        index += 1
-    return "".join(out)
+            return pattern[index:index + 2], index + 2
+        quantifier = _QUANTIFIER.match(pattern, index)
+        if quantifier is None or (char == "?" and pattern[index - 1:index] == "("):
+            return char, index + 1
+        end = quantifier.end()
+        following = pattern[end:end + 1]
+        if following == "?":
+            return quantifier.group(), end + 1
+        if following == "+":  # possessive stays possessive
+            return quantifier.group() + "+", end + 1
+        return quantifier.group() + "?", end
+
+    return _translate(pattern, False, step)
 
 
 def translate_pcre(pattern: str, dollar_end_only: bool, ungreedy: bool) -> str:
     if _UNSUPPORTED_PCRE.search(pattern):
         raise RuleError("construct not supported by roost's PCRE emulation")
-    out: list[str] = []
-    index = 0
-    while index < len(pattern):
+
+    def step(pattern: str, index: int) -> tuple[str, int]:
         char = pattern[index]
-        if char == "[":
-            text, index = _bracket(pattern, index, posix=False)
-            out.append(text)
-            continue
         if char == "\\" and index + 1 < len(pattern):
-            nxt = pattern[index + 1]
-            if nxt == "Q":
+            escaped = pattern[index + 1]
+            if escaped == "Q":
                 end = pattern.find("\\E", index + 2)
-                literal = pattern[index + 2:] if end < 0 else pattern[index + 2:end]
-                out.append(re.escape(literal))
-                index = len(pattern) if end < 0 else end + 2
-                continue
-            braced = re.match(r"\\x\{([0-9a-fA-F]+)\}", pattern[index:])
+                if end < 0:
+                    return re.escape(pattern[index + 2:]), len(pattern)
+                return re.escape(pattern[index + 2:end]), end + 2
+            braced = _BRACED_HEX.match(pattern, index)
             if braced:
-                out.append(f"\\U{int(braced.group(1), 16):08x}")
-                index += len(braced.group())
-                continue
-            replacement = {"z": r"\Z", "Z": r"(?=\n?\Z)", "e": r"\x1b", "h": r"[ \t]", "E": ""}.get(nxt)
-            out.append(replacement if replacement is not None else pattern[index:index + 2])
-            index += 2
-            continue
+                return f"\\U{int(braced.group(1), 16):08x}", braced.end()
+            return _PCRE_ESCAPES.get(escaped, pattern[index:index + 2]), index + 2
         if pattern.startswith("(?<", index) and index + 3 < len(pattern) and pattern[index + 3] not in "=!":
-            out.append("(?P<")
-            index += 3
-            continue
+            return "(?P<", index + 3
         if char == "$" and dollar_end_only:
-            out.append(r"\Z")
-        else:
-            out.append(char)
-        index += 1
-    translated = "".join(out)
+            return r"\Z", index + 1
+        return char, index + 1
+
+    translated = _translate(pattern, False, step)
     return _swap_greediness(translated) if ungreedy else translated
 
 
@@ -227,56 +213,7 @@ def split_rule(text: str) -> tuple[str, str, str]:
     return pattern, rest[:flag_end], rest[flag_end:].strip(WHITESPACE)
 
 
-class RegexpTable(LookupTable):
-    fixed_keys = False  # sees whole strings only; no partial (parent/prefix) keys
-    def __init__(self, type: str, name: str, options: TableOptions | None = None,
-                 diags: Diagnostics | None = None) -> None:
-        self._rules: list[Rule] = []
-        super().__init__(type, name, options, diags)
-
-    @property
-    def label(self) -> str:
-        return f"{self.type} map {self.name}"
-
-    def watched_files(self) -> tuple[str, ...]:
-        return () if self.name.lstrip().startswith("{") else (self.name,)
-
-    def _source_text(self) -> str:
-        spec = self.name.strip(WHITESPACE)
-        if spec.startswith("{"):
-            from roost.tables.memory import split_braced_list
-
-            if not spec.endswith("}") or (rules := split_braced_list(spec[1:-1])) is None:
-                raise TableError(f'bad syntax: "{self.spec}"; need "{self.type}:{{rule...}}"')
-            return "\n".join(rules)
-        try:
-            with open(self.name, "rb") as handle:
-                return decode(handle.read())
-        except OSError as exc:
-            raise TableError(f"open {self.name}: {exc.strerror or exc}") from None
-
-    def _load(self) -> None:
-        self._rules = self.parse(self._source_text())
-
-    def parse(self, text: str) -> list[Rule]:
-        rules: list[Rule] = []
-        open_ifs: list[int] = []
-        for line in logical_lines(text, self.label, self.diags):
-            rule = self._parse_line(line.text, line.line)
-            if rule is None:
-                continue
-            if rule.kind == "if":
-                open_ifs.append(line.line)
-            elif rule.kind == "endif":
-                if not open_ifs:
-                    self.diags.warning(self.label, line.line, "ignoring ENDIF without matching IF")
-                    continue
-                open_ifs.pop()
-            rules.append(rule)
-        for start in open_ifs:
-            self.diags.warning(self.label, start, "IF has no matching ENDIF")
-        return rules
-
+class RegexpTable(RuleTable):
     def _parse_line(self, text: str, line: int) -> Rule | None:
         lowered = text.lower()
         if lowered == "endif":
@@ -340,30 +277,13 @@ class RegexpTable(LookupTable):
             source = translate_posix(pattern, state["x"])
         return re.compile(source, re_flags), state["A"]
 
-    def _matches(self, rule: Rule, key: str) -> re.Match | None:
+    def _test(self, rule: Rule, key: str) -> tuple[bool, re.Match | None]:
         assert rule.regex is not None
-        return rule.regex.match(key) if rule.anchored else rule.regex.search(key)
+        match = rule.regex.match(key) if rule.anchored else rule.regex.search(key)
+        return (match is None) == rule.negated, match
 
-    def _get(self, key: str) -> str | None:
-        skip_depth = 0
-        for rule in self._rules:
-            if skip_depth:
-                if rule.kind == "if":
-                    skip_depth += 1
-                elif rule.kind == "endif":
-                    skip_depth -= 1
-                continue
-            if rule.kind == "endif":
-                continue
-            match = self._matches(rule, key)
-            hit = (match is None) if rule.negated else (match is not None)
-            if rule.kind == "if":
-                if not hit:
-                    skip_depth = 1
-                continue
-            if hit:
-                return expand_result(rule.result, match)
-        return None
+    def _result(self, rule: Rule, match: re.Match | None) -> str:
+        return expand_result(rule.result, match)
 
 
 def expand_result(result: str, match: re.Match | None) -> str:

@@ -2,10 +2,11 @@
 
 Types (postconf -m): hash, btree, lmdb, cdb (compiled, roost.tables.indexed), texthash,
 inline, static, fail (roost.tables.memory), regexp, pcre (roost.tables.regexp), cidr
-(roost.tables.cidr), unionmap:{t1, t2} (every table's answers joined with ","), and
-pipemap:{t1, t2} (each answer is the next table's key). `proxy:type:name` opens
-type:name directly, since roost has no proxymap(8) process. A name without `type:`
-uses `default_database_type` as postmap(1) does (the caller passes it).
+(roost.tables.cidr), sqlite (roost.tables.sqlite), unionmap:{t1, t2} (every table's
+answers joined with ","), and pipemap:{t1, t2} (each answer is the next table's key).
+`proxy:type:name` opens type:name directly, since roost has no proxymap(8) process. A
+name without `type:` uses `default_database_type` as postmap(1) does (the caller passes
+it).
 
 Invariants: open_table never raises on a bad reference: it records a fatal diagnostic and
 returns a table whose lookups raise TableError with the same message, so a mistyped map
@@ -20,11 +21,18 @@ import threading
 
 from roost.config.diagnostics import Diagnostics
 from roost.tables.base import LookupTable, TableError, TableOptions
+from roost.tables.cidr import CidrTable
 from roost.tables.indexed import INDEXED_TYPES, IndexedTable
 from roost.tables.memory import FailTable, InlineTable, StaticTable, TextHashTable, split_braced_list
+from roost.tables.regexp import RegexpTable
+from roost.tables.sqlite import SqliteTable
 
-SUPPORTED_TYPES = ("btree", "cdb", "cidr", "fail", "hash", "inline", "lmdb", "pcre", "pipemap",
-                   "regexp", "static", "texthash", "unionmap")
+# Types whose class is built from (type, name, options, diags) alone.
+_FILE_AND_SPEC_TYPES: dict[str, type[LookupTable]] = {
+    "texthash": TextHashTable, "inline": InlineTable, "static": StaticTable, "fail": FailTable,
+    "regexp": RegexpTable, "pcre": RegexpTable, "cidr": CidrTable, "sqlite": SqliteTable,
+}
+SUPPORTED_TYPES = tuple(sorted({*INDEXED_TYPES, *_FILE_AND_SPEC_TYPES, "unionmap", "pipemap"}))
 
 _cache: dict[tuple, LookupTable] = {}
 _cache_lock = threading.Lock()
@@ -107,22 +115,9 @@ def _open_uncached(reference: str, diags: Diagnostics, options: TableOptions, al
         return _broken(kind, name, f'open dictionary: expecting "type:name" form instead of "{reference}"', diags)
     if kind in INDEXED_TYPES:
         return IndexedTable(kind, name, options, diags, aliases=aliases)
-    if kind == "texthash":
-        return TextHashTable(kind, name, options, diags)
-    if kind == "inline":
-        return InlineTable(kind, name, options, diags)
-    if kind == "static":
-        return StaticTable(kind, name, options, diags)
-    if kind == "fail":
-        return FailTable(kind, name, options, diags)
-    if kind in ("regexp", "pcre"):
-        from roost.tables.regexp import RegexpTable
-
-        return RegexpTable(kind, name, options, diags)
-    if kind == "cidr":
-        from roost.tables.cidr import CidrTable
-
-        return CidrTable(kind, name, options, diags)
+    table_class = _FILE_AND_SPEC_TYPES.get(kind)
+    if table_class is not None:
+        return table_class(kind, name, options, diags)
     if kind in ("unionmap", "pipemap"):
         return _open_composite(kind, name, diags, options, aliases, default_type, depth)
     return _broken(kind, name, f"unsupported dictionary type: {kind}", diags)

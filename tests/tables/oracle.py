@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def real(tool: str, side: Side, *args: str, stdin: bytes | None = None) -> tuple
                           capture_output=True, timeout=60)
     return (Answer(proc.stdout.decode("utf-8", "surrogateescape"), proc.returncode),
             proc.stderr.decode("utf-8", "surrogateescape"))
+
+
+def real_many(tool: str, side: Side, runs: list[tuple[str, ...]]) -> list[tuple[Answer, str]]:
+    """`real` for many argument lists at once: a real tool that fails sleeps a second
+    before it exits, so failing runs are waited for side by side."""
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        return list(pool.map(lambda args: real(tool, side, *args), runs))
 
 
 class _Stdin(io.StringIO):
