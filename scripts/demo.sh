@@ -11,4 +11,6 @@ if [ ! -f "$DEMO_DIR/main.cf" ]; then
   .venv/bin/roost init "$DEMO_DIR" --domain example.test --port-base "${PORT_BASE:-2000}" \
     --user alice:alice-demo-password --user bob:bob-demo-password
 fi
+# Ports, users, passwords and mailbox paths, as `roost init` wrote them (mode 0600).
+cat "$DEMO_DIR/README-demo.txt"
 exec .venv/bin/roost -c "$DEMO_DIR" start-fg

@@ -1,0 +1,214 @@
+"""The socket loop a service runs in inside a worker: accept, hand over, drain on shutdown.
+
+A worker process (roost.master.worker) owns listening sockets inherited from the master.
+`ServiceServer` serves them with asyncio streams, gives each accepted client to the service's
+connection handler as a `Connection`, and keeps track of open connections so that:
+
+- `stop_accepting()` closes this process's copy of the listening sockets (the master keeps
+  its own, so the port stays bound for the next generation of workers: reload never refuses
+  a client, it only queues it in the kernel backlog for a moment);
+- `drain(deadline)` waits for open connections to end, and after the deadline cancels them
+  (the handler's `finally` blocks run; the transport is aborted).
+
+Implicit TLS (smtps/imaps/pop3s, RFC 8314 §3) is done here, before the handler runs, with the
+context built by the master. Handlers do STARTTLS themselves with `await conn.writer.start_tls(
+conn.ssl_context)` (Python 3.11 streams).
+
+Invariants: an exception in a handler is logged with the session id and closes only that
+connection; one client can never stop the accept loop.
+Security: the handler sees the peer address as the kernel reported it; nothing here trusts
+client-supplied names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+# TLS handshake limit for implicit-TLS listeners (Postfix smtpd_starttls_timeout is 300s;
+# a client that has not finished a handshake in a minute is not a mail client).
+TLS_HANDSHAKE_TIMEOUT = 60.0
+# Bytes a StreamReader buffers for readline(); protocol handlers enforce their own limits.
+STREAM_LIMIT = 64 * 1024
+# Time given to a cancelled handler to run its clean-up before the transport is aborted.
+CANCEL_GRACE = 2.0
+
+
+@dataclass(eq=False)
+class Connection:
+    """One accepted client, as a connection handler receives it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    listener: Any  # roost.config.load.Listener: service, handler, settings, tls_wrapper...
+    config: Any  # roost.config.load.Config
+    log: Any  # roost.log.PostfixLogger or DovecotLogger of this service
+    session_id: str
+    peer_host: str  # client IP address ("" for a UNIX-domain client)
+    peer_port: int | None
+    local_host: str
+    local_port: int | None
+    tls: bool  # True once the stream is encrypted (implicit TLS from the first byte)
+    ssl_context: ssl.SSLContext | None  # the listener's context, for STARTTLS; None if no cert
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops
+
+    @property
+    def settings(self):
+        return self.listener.settings
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a handler factory receives once per worker process, before serving anything."""
+
+    name: str  # service name ("smtp", "submission", "imap-login/imap")
+    handler: str  # handler name ("smtpd", "imap", ...)
+    listeners: tuple  # the Listener objects this worker serves
+    config: Any  # roost.config.load.Config
+    log: Any  # logger of this service
+    log_setup: Any  # roost.log.LogSetup, for other loggers
+
+
+ConnectionHandler = Callable[[Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BoundSocket:
+    """A listening socket inherited from the master, with its listener and TLS context."""
+
+    listener: Any
+    sock: socket.socket
+    ssl_context: ssl.SSLContext | None  # STARTTLS or implicit-TLS context; None if no cert
+
+
+_session_counter = itertools.count(1)
+
+
+def new_session_id() -> str:
+    """A short id unique enough to correlate the log lines of one connection."""
+    return f"{os.getpid():x}{next(_session_counter):x}{secrets.token_hex(2)}"
+
+
+def _address(sockname) -> tuple[str, int | None]:
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return str(sockname[0]), int(sockname[1])
+    return "", None
+
+
+class ServiceServer:
+    """Serves one service's listening sockets in the running event loop."""
+
+    def __init__(self, handler: ConnectionHandler, config: Any, log: Any):
+        self.handler = handler
+        self.config = config
+        self.log = log
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._connections: set[Connection] = set()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._tasks)
+
+    async def start(self, bound: list[BoundSocket]) -> None:
+        for item in bound:
+            if item.listener.tls_wrapper and item.ssl_context is None:
+                callback = _refuse  # no certificate: never fall back to clear text
+            else:
+                callback = self._make_callback(item)
+            implicit_tls = item.ssl_context if item.listener.tls_wrapper else None
+            tls_args = dict(ssl=implicit_tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT) if implicit_tls else {}
+            if item.sock.family == socket.AF_UNIX:
+                server = await asyncio.start_unix_server(callback, sock=item.sock, limit=STREAM_LIMIT,
+                                                         **tls_args)
+            else:
+                server = await asyncio.start_server(callback, sock=item.sock, limit=STREAM_LIMIT, **tls_args)
+            self._servers.append(server)
+
+    def _make_callback(self, item: BoundSocket):
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self._tasks.add(task)
+            conn = None
+            try:
+                peer_host, peer_port = _address(writer.get_extra_info("peername"))
+                local_host, local_port = _address(writer.get_extra_info("sockname"))
+                conn = Connection(
+                    reader=reader, writer=writer, listener=item.listener, config=self.config,
+                    log=self.log, session_id=new_session_id(), peer_host=peer_host,
+                    peer_port=peer_port, local_host=local_host, local_port=local_port,
+                    tls=writer.get_extra_info("sslcontext") is not None,
+                    ssl_context=item.ssl_context)
+                self._connections.add(conn)
+                await self.handler(conn)
+            except asyncio.CancelledError:
+                pass  # shutdown after the grace time: close quietly
+            except (ConnectionError, TimeoutError, ssl.SSLError) as exc:
+                self.log.info(f"lost connection: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # a handler bug must not take the worker down
+                sid = conn.session_id if conn else "-"
+                self.log.error(f"session {sid}: unexpected {type(exc).__name__}: {exc}")
+            finally:
+                if conn is not None:
+                    self._connections.discard(conn)
+                await _close(writer)
+                self._tasks.discard(task)
+
+        return on_client
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def announce_stop(self) -> None:
+        """Tell open connections the server is going down (their handlers may say goodbye)."""
+        for conn in list(self._connections):
+            conn.stopping.set()
+
+    async def drain(self, timeout: float | None, interrupt: asyncio.Event | None = None) -> bool:
+        """Wait for open connections to end, at most `timeout` seconds (None: no limit) or
+        until `interrupt` is set. Returns True when every connection ended by itself."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._tasks:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            waiters = set(self._tasks)
+            interrupt_task = asyncio.ensure_future(interrupt.wait()) if interrupt else None
+            if interrupt_task:
+                waiters.add(interrupt_task)
+            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if interrupt_task:
+                interrupt_task.cancel()
+                if interrupt.is_set():
+                    return not self._tasks
+        return not self._tasks
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), timeout=CANCEL_GRACE)
+    except (Exception, asyncio.CancelledError):
+        transport = writer.transport
+        if transport is not None:
+            transport.abort()
