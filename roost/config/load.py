@@ -36,6 +36,7 @@ class Listener:
     """One socket the master binds, and who serves it."""
 
     service: str  # master.cf service name, or Dovecot "imap-login/imaps"
+    origin: str  # "postfix" (master.cf) or "dovecot" (dovecot.conf): decides log format and names
     handler: str  # "smtpd", "imap", "pop3", "lmtp", "auth", ...
     family: str  # "inet" | "unix"
     host: str | None
@@ -107,7 +108,8 @@ def _postfix_listeners(services, settings: Settings, diags: Diagnostics) -> list
         for endpoint in inet_endpoints(service.name, interfaces, protocols, diags,
                                        service.file, service.line):
             listeners.append(Listener(
-                service=service.name, handler=handler, family="inet", host=endpoint.host,
+                service=service.name, origin="postfix", handler=handler, family="inet",
+                host=endpoint.host,
                 port=endpoint.port, path=None, mode=None, user=None, group=None,
                 tls_wrapper=own.bool("smtpd_tls_wrappermode"),
                 maxproc=effective_maxproc(service, process_limit), settings=own,
@@ -126,7 +128,7 @@ def _dovecot_listeners(dovecot: DovecotConfig, settings: Settings, diags: Diagno
     listeners = []
     for dl in dovecot_listeners(dovecot, diags):
         handler = DOVECOT_HANDLERS.get(dl.service, dl.service)
-        common = dict(service=f"{dl.service}/{dl.name}", handler=handler, mode=dl.mode, user=dl.user,
+        common = dict(service=f"{dl.service}/{dl.name}", origin="dovecot", handler=handler, mode=dl.mode, user=dl.user,
                       group=dl.group, tls_wrapper=bool(dl.ssl), maxproc=dl.process_limit,
                       settings=settings, file=dl.file, line=dl.line)
         if dl.kind == "unix":

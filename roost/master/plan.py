@@ -42,9 +42,7 @@ class ServiceSpec:
 
 
 def is_dovecot_listener(listener) -> bool:
-    # Dovecot listeners are named "service/listener" ("imap-login/imaps"); master.cf inet
-    # service names ("smtp", "127.0.0.1:2525", "[::1]:25") never contain a slash.
-    return "/" in listener.service
+    return listener.origin == "dovecot"
 
 
 def pool_size(maxproc: int, cpus: int | None = None) -> int:

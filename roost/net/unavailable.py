@@ -99,8 +99,7 @@ async def _next_command(conn: Connection, limit: int, timeout: float):
 
 
 def _is_dovecot(conn: Connection) -> bool:
-    # Dovecot listeners are named "service/listener" (roost.master.plan.is_dovecot_listener).
-    return "/" in conn.listener.service
+    return conn.listener.origin == "dovecot"
 
 
 def _client(conn: Connection) -> str:

@@ -38,10 +38,11 @@ class FakeSettings:
 
 
 def make_listener(service="smtp", handler="smtpd", *, host="127.0.0.1", port=0, family="inet",
-                  path=None, mode=None, tls_wrapper=False, maxproc=100, settings=None):
+                  path=None, mode=None, tls_wrapper=False, maxproc=100, settings=None, origin=None):
     from roost.config.load import Listener
 
-    return Listener(service=service, handler=handler, family=family,
+    origin = origin or ("dovecot" if "/" in service else "postfix")
+    return Listener(service=service, origin=origin, handler=handler, family=family,
                     host=host if family == "inet" else None, port=port if family == "inet" else None,
                     path=path, mode=mode, user=None, group=None, tls_wrapper=tls_wrapper,
                     maxproc=maxproc, settings=settings or FakeSettings(), file="/test/master.cf", line=1)
