@@ -8,9 +8,10 @@ cd "$ROOT"
 scripts/setup.sh
 DEMO_DIR=${DEMO_DIR:-$ROOT/.demo}
 if [ ! -f "$DEMO_DIR/main.cf" ]; then
+  # init prints the ports, users, passwords and mailbox paths (also kept in README-demo.txt).
   .venv/bin/roost init "$DEMO_DIR" --domain example.test --port-base "${PORT_BASE:-2000}" \
     --user alice:alice-demo-password --user bob:bob-demo-password
+else
+  cat "$DEMO_DIR/README-demo.txt"  # what init printed the first time (mode 0600)
 fi
-# Ports, users, passwords and mailbox paths, as `roost init` wrote them (mode 0600).
-cat "$DEMO_DIR/README-demo.txt"
 exec .venv/bin/roost -c "$DEMO_DIR" start-fg
