@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SEEDS = REPO.parent / "shared" / "seeds"
+# Copies of the shared seed documents (Chinese Postfix/Dovecot tutorials), used as fixtures.
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 DATA = Path(__file__).resolve().parent / "data"
 
 # Standard ports of every service `roost init` configures (port-base + these).
