@@ -5,4 +5,5 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 scripts/setup.sh --test
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Both cores: every test uses its own tmp dirs and free ports, so they run in parallel.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 "$@"
