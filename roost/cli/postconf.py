@@ -1,7 +1,7 @@
 """`roost postconf`: Postfix's postconf(1) for roost's main.cf and master.cf.
 
 Modes, as Postfix 3.7 behaves (observed from Debian's postconf and documented in postconf(1)):
-  postconf [-c dir] [-d | -n] [-h | -H] [-x] [name ...]   show parameters
+  postconf [-c dir] [-d | -n] [-h | -H] [-x] [-f] [name ...]   show parameters (-f folds)
   postconf [-c dir] -e 'name = value' ...                 edit main.cf in place
   postconf [-c dir] -# name ...                            comment out parameters
   postconf [-c dir] -M[f] [service[/type] ...]             show master.cf entries
@@ -32,7 +32,7 @@ from roost.config.diagnostics import Diagnostics, Severity
 from roost.config.expand import scan_references
 from roost.config.main_cf import (Assignment, MainCf, comment_out_text, decode, edit_text,
                                   encode, parse_edit_request, parse_main_cf)
-from roost.config.params import (RAW_PARAMETERS, ROOST_DEFAULT_CONFIG_DIRECTORY, builtin_default,
+from roost.config.params import (LEGACY_REFERENCES, RAW_PARAMETERS, ROOST_DEFAULT_CONFIG_DIRECTORY, builtin_default,
                                  builtin_names, is_builtin, service_parameters)
 from roost.config.settings import Settings, SettingsError
 
@@ -55,13 +55,37 @@ def squeeze(value: str) -> str:
     return " ".join(part for part in WHITESPACE.split(value) if part)
 
 
-def format_line(name: str, value: str, no_name: bool, no_value: bool) -> str:
+FOLD_LIMIT = 80
+FOLD_INDENT = "    "
+
+
+def fold(line: str) -> str:
+    """`postconf -f`: break a long line between words; continuation lines are indented.
+    Widths count bytes, as Postfix does (a UTF-8 character may be three columns here)."""
+    words = line.split(" ")
+    lines = [words[0]]
+    width = _byte_length(words[0])
+    for word in words[1:]:
+        size = _byte_length(word)
+        if width + 1 + size <= FOLD_LIMIT:
+            lines[-1] += " " + word
+            width += 1 + size
+        else:
+            lines.append(FOLD_INDENT + word)
+            width = len(FOLD_INDENT) + size
+    return "\n".join(lines)
+
+
+def _byte_length(text: str) -> int:
+    return len(encode(text))
+
+
+def format_line(name: str, value: str, no_name: bool, no_value: bool, folded: bool = False) -> str:
     if no_value:
         return name
     shown = squeeze(value)
-    if no_name:
-        return shown
-    return f"{name} = {shown}" if shown else f"{name} ="
+    line = shown if no_name else (f"{name} = {shown}" if shown else f"{name} =")
+    return fold(line) if folded and line else line
 
 
 def parse_options(args: list[str]) -> tuple[set[str], str | None, list[str]]:
@@ -101,9 +125,9 @@ class Postconf:
     def __init__(self, config_dir: str, explicit_dir: bool):
         self.config_dir = config_dir
         self.explicit_dir = explicit_dir
-        self.main_path = os.path.join(config_dir, "main.cf") if not config_dir.endswith("/") \
-            else config_dir + "/main.cf"
-        self.master_path = self.main_path[:-len("main.cf")] + "master.cf"
+        # Postfix joins the names as text: "-c dir/" gives "dir//main.cf" in its messages.
+        self.main_path = f"{config_dir}/main.cf"
+        self.master_path = f"{config_dir}/master.cf"
         self.warnings: list[str] = []
 
     def warn(self, message: str) -> None:
@@ -157,7 +181,7 @@ class Postconf:
 
     def _find_user_defined(self) -> None:
         """Names used as $name in main.cf values or master.cf -o values, and syntax warnings."""
-        referenced: set[str] = set()
+        referenced: set[str] = set(LEGACY_REFERENCES)
         for assignment in self.main_cf.assignments:
             if assignment.name in RAW_PARAMETERS:
                 continue
@@ -185,15 +209,28 @@ class Postconf:
         return name in self.known_builtin or name in self.user_defined
 
     def check_values(self) -> None:
-        """Expand every built-in main.cf value, as postconf does at start (fatal on error)."""
+        """Expand every built-in main.cf value and work out the default mynetworks, as
+        postconf does at start (fatal on error)."""
+        if "mynetworks" not in self.main:
+            try:
+                self.settings.checked("mynetworks", on_undefined=self._undefined)
+            except SettingsError as error:
+                raise Fatal(str(error)) from None
         for name, assignment in self.main.items():
             if not is_builtin(name) or name in RAW_PARAMETERS:
                 continue
             try:
-                self.settings.checked(name)
+                self.settings.checked(name, on_undefined=self._undefined)
             except SettingsError as error:
                 raise Fatal(f"{assignment.file}, line {assignment.line}: "
                             f"cannot expand {name}: {error}") from None
+        for service in self.services:
+            for name, value in service.overrides:
+                try:
+                    self.settings.checked_text(value, on_undefined=self._undefined)
+                except SettingsError as error:
+                    raise Fatal(f"{service.file}, line {service.line}: "
+                                f"cannot expand {name}: {error}") from None
 
     # ---------------------------------------------------------------- showing
 
@@ -219,7 +256,7 @@ class Postconf:
         lines = []
         for name in selected:
             value = self._value(settings, name, defaults_only, "x" in flags)
-            lines.append(format_line(name, value, "h" in flags, "H" in flags))
+            lines.append(format_line(name, value, "h" in flags, "H" in flags, "f" in flags))
         return lines
 
     def _value(self, settings: Settings, name: str, defaults_only: bool, expand: bool) -> str:
@@ -238,6 +275,8 @@ class Postconf:
         return settings.raw(name)
 
     def _undefined(self, name: str) -> None:
+        if name in LEGACY_REFERENCES:
+            return
         self.warn(f"{self.main_path}: undefined parameter: {name}")
 
     # ---------------------------------------------------------------- editing

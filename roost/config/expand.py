@@ -32,7 +32,7 @@ MAX_NESTING = 100  # Postfix's own limit on nested macro calls
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 C_SPACE = " \t\n\v\f\r"
 LONG_MAX = 2**63 - 1
-# Longest operators first so "<=level" is not read as "<".
+# The operator is the text between the two `{...}` operands, matched whole.
 OPERATORS = ("==level", "!=level", "<=level", ">=level", "<level", ">level",
              "==", "!=", "<=", ">=", "<", ">")
 LEVEL_PATTERN = re.compile(r"[ \t]*\+?([0-9]+)(?:\.\+?([0-9]+))?(?:\.\+?([0-9]+))?")
@@ -114,11 +114,10 @@ def _context(text: str, index: int) -> str:
 
 
 class Expander:
-    """Expands parameter values through `lookup(name) -> raw value | None` (None: undefined).
-
-    `on_reference(name)` is told of every name a value refers to, selected branch or not;
-    `on_undefined(name)` of every undefined name actually looked up; `on_warning(message)` of
-    syntax errors found in branches that were only scanned."""
+    """Expands parameter values through `lookup(name) -> raw value | Final | None` (None:
+    undefined; a Final is used as it is). `on_undefined(name)` is told of every undefined name
+    a value refers to (in unselected branches too, as postconf warns); `on_warning(message)`
+    of syntax errors found in branches that were only scanned."""
 
     def __init__(self, lookup: Callable[[str], str | None], *,
                  on_undefined: Callable[[str], None] | None = None,
@@ -240,7 +239,10 @@ class Expander:
             raise ExpansionError(f'truncated macro reference: "{inner}"')
         left = inner[index + 1:end]
         index = _skip_space(inner, end + 1)
-        operator = next((op for op in OPERATORS if inner.startswith(op, index)), None)
+        token_end = index
+        while token_end < len(inner) and inner[token_end] not in C_SPACE + "{":
+            token_end += 1
+        operator = inner[index:token_end] if inner[index:token_end] in OPERATORS else None
         if operator is None:
             raise ExpansionError('"==" or "!=" or "<" or "<=" or ">=" or ">" expected at: '
                                  + _context(inner, index))

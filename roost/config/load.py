@@ -73,9 +73,10 @@ def load_config(config_dir: str) -> Config:
     diags = Diagnostics()
     main_path = os.path.join(config_dir, "main.cf")
     main_cf = parse_main_cf(main_path, diags)
-    settings = Settings.from_main_cf(main_cf, config_dir, diags)
-
+    # master.cf first: its `-o` values may be the only users of a main.cf parameter
+    # (e.g. `-o smtpd_client_restrictions=$mua_client_restrictions`), as postconf knows.
     services = parse_master_cf(os.path.join(config_dir, "master.cf"), diags)
+    settings = Settings.from_main_cf(main_cf, config_dir, diags, services=services)
     postfix_listeners = _postfix_listeners(services, settings, diags)
 
     dovecot = _load_dovecot(settings, diags)

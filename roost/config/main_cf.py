@@ -17,10 +17,11 @@ Problems, with the first line of the logical line (Postfix names only some of th
 Non-UTF-8 bytes are kept: the file is decoded with "surrogateescape", so every byte comes back
 out unchanged when the text is written (postconf -n / -e), and values compare as Postfix's.
 
-Editing (`edit_text`, `comment_out_text`) follows postconf(1) -e and -#: every entry of the name
-is replaced (its continuation lines dropped, comments and blank lines inside it kept) by
-`name = value`; new names are appended at the end, in the order given; `-#` puts `#` before the
-entry's first line and each continuation line.
+Editing (`edit_text`, `comment_out_text`) follows postconf(1) -e and -# as Postfix 3.7 does it:
+every entry of the name is replaced (its continuation lines dropped, comments and blank lines
+inside it kept) by `name = value` plus newline; new names are appended to the text as it is,
+in the order given; `-#` puts `#` before the entry's first line and each continuation line;
+every other byte of the file stays as it was.
 
 Invariants: parse_* never raise on any input (text or bytes); they record Diagnostics.
 Security: the value text is never interpreted here; excerpts in messages are bounded.
@@ -153,7 +154,7 @@ def parse_main_cf_text(data: bytes | str, path: str, diags: Diagnostics) -> Main
     for start, end, logical in logical_lines(text, path, diags):
         if logical[0] in C_SPACE:
             diags.warning(path, start, "logical line must not start with whitespace: "
-                          f'"{excerpt(logical)}"')
+                          f'"{excerpt(logical, 30)}"')
             continue
         parsed = split_assignment(logical)
         if isinstance(parsed, str):
@@ -205,51 +206,48 @@ def _entries(lines: Sequence[str]) -> Iterator[tuple[str, int, list[int]]]:
         index = (continuation[-1] if continuation else index) + 1
 
 
-def _split_text(text: str) -> tuple[list[str], bool]:
+def _raw_lines(text: str) -> list[str]:
+    """Physical lines with their newline (the last one may have none)."""
     lines = text.split("\n")
-    ends_with_newline = lines[-1] == ""
-    if ends_with_newline:
-        lines.pop()
-    return lines, ends_with_newline
-
-
-def _join_text(lines: list[str], ends_with_newline: bool) -> str:
-    if not lines:
-        return ""
-    return "\n".join(lines) + ("\n" if ends_with_newline else "")
+    raw = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        raw.append(lines[-1])
+    return raw
 
 
 def edit_text(text: str, edits: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
-    """Apply `postconf -e` edits; returns the new text and warnings (multiple entries)."""
-    wanted: dict[str, str] = {}
-    for name, value in edits:
-        wanted[name] = value
-    lines, ends_with_newline = _split_text(text)
+    """Apply `postconf -e` edits; returns the new text and warnings (multiple entries).
+    Like Postfix, a rewritten line always ends in a newline and new lines are appended to the
+    text as it is (after a last line without newline too)."""
+    wanted = dict(edits)
+    raw = _raw_lines(text)
+    lines = [line.rstrip("\n") for line in raw]
     drop: set[int] = set()
     found: dict[str, int] = {}
     for name, first, continuation in _entries(lines):
         if name in wanted:
             found[name] = found.get(name, 0) + 1
-            lines[first] = f"{name} = {wanted[name]}"
+            raw[first] = f"{name} = {wanted[name]}\n"
             drop.update(continuation)
     warnings = [f'multiple entries for "{name}"' for name, count in found.items() if count > 1]
-    kept = [line for index, line in enumerate(lines) if index not in drop]
-    appended = [f"{name} = {value}" for name, value in wanted.items() if name not in found]
-    return _join_text(kept + appended, ends_with_newline or bool(appended)), warnings
+    kept = [line for index, line in enumerate(raw) if index not in drop]
+    appended = [f"{name} = {value}\n" for name, value in wanted.items() if name not in found]
+    return "".join(kept + appended), warnings
 
 
 def comment_out_text(text: str, names: Sequence[str]) -> tuple[str, list[str]]:
     """Apply `postconf -#`: comment out every entry of each name; returns text and warnings."""
     wanted = set(names)
-    lines, ends_with_newline = _split_text(text)
+    raw = _raw_lines(text)
+    lines = [line.rstrip("\n") for line in raw]
     found: dict[str, int] = {}
     for name, first, continuation in _entries(lines):
         if name in wanted:
             found[name] = found.get(name, 0) + 1
             for index in (first, *continuation):
-                lines[index] = "#" + lines[index]
+                raw[index] = "#" + raw[index]
     warnings = [f'multiple entries for "{name}"' for name, count in found.items() if count > 1]
-    return _join_text(lines, ends_with_newline), warnings
+    return "".join(raw), warnings
 
 
 def parse_edit_request(request: str) -> tuple[str, str] | None:

@@ -1,7 +1,8 @@
 """This machine's interface addresses, and the Postfix defaults computed from them.
 
 Implements what postconf(5) documents for the machine-dependent defaults:
-- `myhostname`: gethostname(); a name without a dot gets ".localdomain" appended;
+- `myhostname`: gethostname(); a name without a dot gets "." and the main.cf mydomain
+  appended ("localdomain" when main.cf does not set mydomain);
 - `mydomain`: $myhostname after its first dot ("localdomain" when it has none);
 - `mynetworks` from `mynetworks_style` over the addresses of `inet_interfaces` (all local
   interfaces for "all", 127.0.0.1/::1 for "loopback-only", else each listed name or address,
@@ -32,9 +33,10 @@ class NetinfoError(Exception):
     """A configuration value that cannot be turned into addresses (postconf: fatal)."""
 
 
-def default_myhostname() -> str:
+def default_myhostname(domain: str | None = None) -> str:
+    """gethostname(), completed with `domain` (the configured mydomain) when it has no dot."""
     name = socket.gethostname()
-    return name if "." in name else name + ".localdomain"
+    return name if "." in name else f"{name}.{'localdomain' if domain is None else domain}"
 
 
 def domain_of(hostname: str) -> str:
@@ -90,9 +92,10 @@ def _getifaddrs() -> list[tuple[int, Address]]:
         while entry:
             item = entry.contents
             address, mask = _sockaddr_ip(item.ifa_addr), _sockaddr_ip(item.ifa_netmask)
-            if address and mask and address.split(".")[0] != "0":
+            if address and mask:
+                prefix = bin(int(ipaddress.ip_address(mask))).count("1")
                 found.append((_interface_index(item.ifa_name),
-                              ipaddress.ip_interface(f"{address.split('%')[0]}/{mask}")))
+                              ipaddress.ip_interface(f"{address.split('%')[0]}/{prefix}")))
             entry = item.ifa_next
     finally:
         libc.freeifaddrs(head)

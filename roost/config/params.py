@@ -193,6 +193,22 @@ def builtin_names() -> frozenset[str]:
     return POSTFIX_PARAMETER_NAMES | frozenset(PARAMS)
 
 
+def _default_references() -> frozenset[str]:
+    from roost.config.expand import scan_references
+
+    names: set[str] = set()
+    for name in builtin_names():
+        default = builtin_default(name) or ""
+        if "$" in default and name not in RAW_PARAMETERS:
+            names.update(scan_references(default)[0])
+    return frozenset(names - builtin_names())
+
+
+# Names that built-in defaults refer to without being parameters themselves (older names such
+# as virtual_maps and fallback_relay): setting one in main.cf is a use, not an unused name.
+LEGACY_REFERENCES = _default_references()
+
+
 def service_parameters(services: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Parameters added by master.cf services, given (service name, command) pairs, with
     their defaults; built-in parameters of the same name keep their own default."""

@@ -29,9 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from roost.config import netinfo
 from roost.config.diagnostics import Diagnostics, excerpt
-from roost.config.expand import ExpansionError, Expander, Final, scan_references
+from roost.config.expand import ExpansionError, Expander, Final, parse_level, scan_references
 from roost.config.main_cf import Assignment, MainCf
-from roost.config.params import (COMPUTED, PARAMS, POSTFIX_PARAMETER_NAMES, RAW_PARAMETERS,
+from roost.config.params import (COMPUTED, LEGACY_REFERENCES, PARAMS, POSTFIX_PARAMETER_NAMES, RAW_PARAMETERS,
                                  ROOST_ONLY, SERVICE_PARAMETER_DEFAULTS, TIME_LIMIT_DEFAULT,
                                  TIME_UNITS, Kind, builtin_default, is_builtin, kind_of,
                                  service_parameter_suffix, service_parameters)
@@ -109,6 +109,7 @@ class Settings:
         self._computed: dict[str, str] = {}
         self._computing: set[str] = set()
         self._problems: dict[str, str] = {}  # computed default -> why it could not be worked out
+        self._touched_problems: list[str] = []  # problem defaults an evaluation ran into
         self.explicit = frozenset(self._main) | frozenset(self._overrides)
 
     # ---------------------------------------------------------------- construction
@@ -172,14 +173,27 @@ class Settings:
     def checked(self, name: str, on_undefined=None) -> str:
         """Expanded value for tools that must fail on bad values (postconf -x): raises
         SettingsError for an expansion error or a default that cannot be worked out."""
-        if name in RAW_PARAMETERS:
-            return self.raw(name)
+        self._touched_problems.clear()
         try:
-            value = Expander(self._lookup, on_undefined=on_undefined).value(name)
+            if name in RAW_PARAMETERS:
+                value = self.raw(name)
+            else:
+                value = Expander(self._lookup, on_undefined=on_undefined).value(name)
         except ExpansionError as error:
             raise SettingsError(error.message) from None
-        if self._problems:
-            raise SettingsError(next(iter(self._problems.values())))
+        if self._touched_problems:
+            raise SettingsError(self._problems[self._touched_problems[0]])
+        return value
+
+    def checked_text(self, text: str, on_undefined=None) -> str:
+        """Like `checked`, for free text such as a master.cf `-o` value."""
+        self._touched_problems.clear()
+        try:
+            value = Expander(self._lookup, on_undefined=on_undefined).expand(text)
+        except ExpansionError as error:
+            raise SettingsError(error.message) from None
+        if self._touched_problems:
+            raise SettingsError(self._problems[self._touched_problems[0]])
         return value
 
     def origin(self, name: str) -> tuple[str, int] | None:
@@ -234,6 +248,8 @@ class Settings:
         """myhostname, mydomain, mynetworks. A computation that needs its own result sees ""
         (Postfix 3.7 does the same: `myhostname = x.$mydomain` gives mydomain "")."""
         if name in self._computed:
+            if name in self._problems:
+                self._touched_problems.append(name)
             return Final(self._computed[name])
         if name in self._computing:
             return Final("")
@@ -241,17 +257,18 @@ class Settings:
         try:
             fresh = Expander(self._lookup)  # its intermediate results are not kept
             if name == "myhostname":
-                value = netinfo.default_myhostname()
+                domain = fresh.value("mydomain") if "mydomain" in self.explicit else None
+                value = netinfo.default_myhostname(domain)
             elif name == "mydomain":
                 value = netinfo.domain_of(fresh.value("myhostname"))
             else:
-                try:
-                    value = netinfo.mynetworks(fresh.value("mynetworks_style"),
-                                               list(split_list(fresh.value("inet_interfaces"))),
-                                               list(split_list(fresh.value("inet_protocols"))))
-                except netinfo.NetinfoError as error:
-                    self._problems[name] = str(error)
-                    value = ""
+                value = netinfo.mynetworks(fresh.value("mynetworks_style"),
+                                           list(split_list(fresh.value("inet_interfaces"))),
+                                           list(split_list(fresh.value("inet_protocols"))))
+        except (netinfo.NetinfoError, ExpansionError) as error:
+            self._problems[name] = getattr(error, "message", None) or str(error)
+            self._touched_problems.append(name)
+            value = ""
         finally:
             self._computing.discard(name)
         self._computed[name] = value
@@ -260,7 +277,7 @@ class Settings:
     # ---------------------------------------------------------------- checks
 
     def _knows(self, name: str, extra_references: set[str] = frozenset()) -> bool:
-        if is_builtin(name) or name in extra_references:
+        if is_builtin(name) or name in extra_references or name in LEGACY_REFERENCES:
             return True
         if self._service_params is not None:
             if name in self._service_params:
@@ -302,8 +319,9 @@ class Settings:
             self.get("mynetworks")
             problem = self._problems.get("mynetworks")
             if problem:
-                where = self.origin("inet_interfaces") or self.origin("mynetworks_style") \
-                    or self.origin("inet_protocols")
+                suspects = ("compatibility_level",) if "compatibility level" in problem else (
+                    "inet_interfaces", "mynetworks_style", "inet_protocols", "compatibility_level")
+                where = next((self.origin(n) for n in suspects if self.origin(n)), None)
                 file, line = where if where else (self._config_dir + "/main.cf", None)
                 diags.fatal(file, line, f"cannot work out the default mynetworks: {problem}")
 
@@ -314,6 +332,10 @@ class Settings:
             value = self._expander.value(name)
         except ExpansionError as error:
             diags.fatal(file, line, f"cannot expand {name}: {error.message}")
+            return
+        if name == "compatibility_level" and parse_level(value) is None:
+            diags.fatal(file, line, f'bad compatibility_level value: "{excerpt(value)}" '
+                        "(expected a Postfix version such as 0, 1, 2, 3.6)")
             return
         kind, unit = kind_of(name)
         param = PARAMS.get(name)

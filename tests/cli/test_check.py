@@ -61,3 +61,19 @@ def test_start_refuses_a_broken_configuration_and_lists_the_errors(tmp_path):
     assert result.returncode != 0
     assert f"{master}, line 2" in result.stderr + result.stdout
     assert f"{dovecot}, line 3" in result.stderr + result.stdout
+
+
+def test_a_parameter_used_only_from_a_master_cf_override_is_not_unused(tmp_path):
+    write(tmp_path / "main.cf", f"""
+        queue_directory = {tmp_path / 'spool'}
+        mua_client_restrictions = permit_sasl_authenticated, reject
+        nobody_uses_this = 1
+        """)
+    write(tmp_path / "master.cf", """
+        submission inet n - n - - smtpd
+          -o smtpd_client_restrictions=$mua_client_restrictions
+        """)
+    result = run_roost("-c", str(tmp_path), "check")
+    assert result.returncode == 0, result.stderr
+    assert "mua_client_restrictions" not in result.stderr
+    assert "unused parameter: nobody_uses_this=1" in result.stderr
