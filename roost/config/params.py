@@ -166,6 +166,8 @@ PARAMS: Mapping[str, Param] = MappingProxyType(_load_params())
 POSTFIX_DEFAULTS: Mapping[str, str] = MappingProxyType(_load_postfix_defaults())
 # process_id is left out of the data file: it is always the reading process's own pid.
 POSTFIX_PARAMETER_NAMES = frozenset(POSTFIX_DEFAULTS) | {"process_id"}
+# The parameters roost acts on today (a subset of PARAMS, which holds defaults for postconf).
+IMPLEMENTED = frozenset(_data_lines("implemented.txt"))
 
 
 def builtin_default(name: str) -> str | None:

@@ -31,7 +31,7 @@ from roost.config import netinfo
 from roost.config.diagnostics import Diagnostics, excerpt
 from roost.config.expand import ExpansionError, Expander, Final, parse_level, scan_references
 from roost.config.main_cf import Assignment, MainCf
-from roost.config.params import (COMPUTED, LEGACY_REFERENCES, PARAMS, POSTFIX_PARAMETER_NAMES, RAW_PARAMETERS,
+from roost.config.params import (COMPUTED, IMPLEMENTED, LEGACY_REFERENCES, PARAMS, POSTFIX_PARAMETER_NAMES, RAW_PARAMETERS,
                                  ROOST_ONLY, SERVICE_PARAMETER_DEFAULTS, TIME_LIMIT_DEFAULT,
                                  TIME_UNITS, Kind, builtin_default, is_builtin, kind_of,
                                  service_parameter_suffix, service_parameters)
@@ -40,6 +40,11 @@ LIST_SEPARATORS = ", \t\r\n\v\f"
 TIME_PATTERN = re.compile(r"([0-9]+)([smhdw]?)")
 INT_PATTERN = re.compile(r"[+-]?[0-9]+")
 
+
+
+def unsupported(name: str) -> str:
+    """The warning for a Postfix parameter that roost knows but does not act on yet."""
+    return f"unsupported parameter: {name} (roost does not implement it yet)"
 
 class SettingsError(Exception):
     """Raised only by Settings.checked: the value cannot be expanded or worked out."""
@@ -129,7 +134,9 @@ class Settings:
         merged = dict(self._overrides)
         references = referenced_names(value for _, value in pairs)
         for name, value in pairs:
-            if not self._knows(name, references):
+            if (name in PARAMS or name in POSTFIX_PARAMETER_NAMES) and name not in IMPLEMENTED:
+                diags.warning(file, line, unsupported(name))
+            elif not self._knows(name, references):
                 diags.warning(file, line, f"unused parameter: {name}={excerpt(value)}")
             merged[name] = (value, file, line)
         clone = Settings(self._main, self._config_dir, merged, self._services)
@@ -297,12 +304,14 @@ class Settings:
         return cached
 
     def _check_names(self, diags: Diagnostics) -> None:
+        # unsupported: Postfix knows it, roost does not act on it yet (never silently ignored)
         for assignment in self._main.values():
             name = assignment.name
-            if name in PARAMS or name in ROOST_ONLY:
+            if name in ROOST_ONLY:
                 continue
-            if name in POSTFIX_PARAMETER_NAMES:
-                diags.warning(assignment.file, assignment.line, f"unsupported parameter: {name}")
+            if name in PARAMS or name in POSTFIX_PARAMETER_NAMES:
+                if name not in IMPLEMENTED:
+                    diags.warning(assignment.file, assignment.line, unsupported(name))
             elif not self._knows(name):
                 diags.warning(assignment.file, assignment.line,
                               f"unused parameter: {name}={excerpt(assignment.value)}")

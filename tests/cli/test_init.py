@@ -135,7 +135,14 @@ def test_map_sources_route_role_addresses_and_mailboxes(demo):
 def test_roost_check_accepts_the_generated_configuration(demo):
     directory, _ = demo
     result = run_roost("-c", str(directory), "check")
-    assert (result.returncode, result.stderr) == (0, "")
+    assert result.returncode == 0, result.stderr
+    # The only warnings are parameters whose part of roost has not landed yet, each named
+    # with its file and line; nothing is unknown, malformed or silently dropped.
+    lines = result.stderr.splitlines()
+    assert lines and all(re.fullmatch(
+        r"roost: warning: \S+/(?:(?:main|master)\.cf, line \d+: unsupported parameter: \w+|"
+        r"dovecot\.conf, line \d+: unsupported setting: [\w/]+) \(roost does not implement it yet\)", line) for line in lines), result.stderr
+    assert "smtpd_sasl_auth_enable" in result.stderr
 
 
 def test_refuses_to_overwrite_without_force(tmp_path):

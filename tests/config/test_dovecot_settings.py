@@ -11,7 +11,7 @@ import pytest
 from roost.config import dovecot_table
 from roost.config.dovecot_listeners import DovecotListener, dovecot_listeners, listen_addresses
 from roost.config.dovecot_settings import dovecot_settings
-from tests.data.dovecot.oracle import (DATA, fixture_conf, messages, parse, real_doveconf,
+from tests.data.dovecot.oracle import (DATA, NOT_YET, fixture_conf, messages, parse, real_doveconf,
                                        write)
 
 CERT = (DATA / "certs" / "test-cert.pem").read_text()
@@ -87,7 +87,8 @@ def test_debian_tree():
     assert [os.path.basename(f) for f in config.files[:4]] == [
         "dovecot.conf", "imapd.protocol", "lmtpd.protocol", "pop3d.protocol"]
     # what roost does not implement is said, with file and line
-    assert sorted((os.path.basename(d.file), d.line, d.message) for d in diags.items) == [
+    assert sorted((os.path.basename(d.file), d.line, d.message) for d in diags.items
+                  if not d.message.endswith(NOT_YET)) == [
         ("10-mail.conf", 114, "unsupported setting: mail_privileged_group"),
         ("10-ssl.conf", 36, "unsupported setting: ssl_client_ca_dir"),
         ("10-ssl.conf", 55, "unsupported setting: ssl_dh")]

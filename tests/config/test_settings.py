@@ -88,7 +88,9 @@ def test_time_values_use_postfix_units(value, seconds):
     settings, diags = settings_of(f"smtpd_timeout = {value}\n")
     assert settings.time("smtpd_timeout") == seconds
     settings.validate(diags)
-    assert not diags.items
+    # smtpd_timeout is parsed and checked, and reported as not acted on until smtpd lands
+    assert [d.message for d in diags.items] == [
+        "unsupported parameter: smtpd_timeout (roost does not implement it yet)"]
 
 
 def test_time_default_unit_is_the_parameters_own():
@@ -137,7 +139,10 @@ def test_unknown_and_unsupported_names_warn_with_line():
                                   "address_verify_poll_count = 3\nvirtual_maps = hash:/x\n")
     messages = {(d.line, d.message) for d in diags.items}
     assert (2, "unused parameter: foo_bar=1") in messages
-    assert (6, "unsupported parameter: address_verify_poll_count") in messages
+    unsupported = "unsupported parameter: {} (roost does not implement it yet)"
+    assert (6, unsupported.format("address_verify_poll_count")) in messages
+    assert (5, unsupported.format("smtpd_client_restrictions")) in messages  # has a default, no effect yet
+    assert (1, unsupported.format("myhostname")) not in messages  # implemented
     assert all(line not in (3, 4, 7) for line, _ in messages), messages
     assert all(d.severity is Severity.WARNING for d in diags.items)
 
@@ -171,6 +176,7 @@ def test_with_overrides_applies_warns_and_validates():
     assert own.origin("smtpd_tls_security_level") == ("/etc/roost/master.cf", 17)
     assert {(d.severity, d.line, d.message.split(":")[0]) for d in diags.items} == {
         (Severity.WARNING, 17, "unused parameter"),
+        (Severity.WARNING, 17, "unsupported parameter"),  # smtpd_tls_security_level, ...
         (Severity.FATAL, 17, 'bad boolean value for smtpd_tls_wrappermode')}
     assert own.bool("smtpd_tls_wrappermode") is False
 
