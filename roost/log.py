@@ -164,16 +164,12 @@ class LogSink:
             os.close(fd)
 
 
-class PostfixLogger:
-    """Writes `$syslog_name/process[pid]: ...` lines; the pid is read at each write (fork-safe)."""
+class LevelMethods:
+    """`info(text)`, `warning(text)`... for a logger that defines `log(level, text)`.
+    `fatal` and `panic` only log; the caller decides how to stop (Postfix's msg_fatal exits)."""
 
-    def __init__(self, sink: LogSink, tag: str, hostname: str):
-        self.sink = sink
-        self.tag = tag
-        self.hostname = hostname
-
-    def log(self, level: str, text: str) -> None:
-        self.sink.write_line(postfix_line(time.time(), self.hostname, self.tag, os.getpid(), level, text))
+    def debug(self, text: str) -> None:
+        self.log("debug", text)
 
     def info(self, text: str) -> None:
         self.log("info", text)
@@ -185,14 +181,26 @@ class PostfixLogger:
         self.log("error", text)
 
     def fatal(self, text: str) -> None:
-        """Logs only; the caller decides how to stop (Postfix's msg_fatal also exits)."""
         self.log("fatal", text)
 
     def panic(self, text: str) -> None:
         self.log("panic", text)
 
 
-class DovecotLogger:
+class PostfixLogger(LevelMethods):
+    """Writes `$syslog_name/process[pid]: ...` lines; the pid is read at each write (fork-safe)."""
+
+    def __init__(self, sink: LogSink, tag: str, hostname: str):
+        self.sink = sink
+        self.tag = tag
+        self.hostname = hostname
+
+    def log(self, level: str, text: str) -> None:
+        self.sink.write_line(postfix_line(time.time(), self.hostname, self.tag, os.getpid(), level, text))
+
+
+
+class DovecotLogger(LevelMethods):
     """Writes Dovecot-format lines for one service (`imap-login`, `pop3-login`, `auth`, `lmtp`)."""
 
     def __init__(self, sink: LogSink, service: str, hostname: str, syslog_style: bool,
@@ -212,23 +220,6 @@ class DovecotLogger:
             line = dovecot_file_line(now, self.service, level, text, self.timestamp_format)
         (self.info_sink if level in ("info", "debug") else self.sink).write_line(line)
 
-    def debug(self, text: str) -> None:
-        self.log("debug", text)
-
-    def info(self, text: str) -> None:
-        self.log("info", text)
-
-    def warning(self, text: str) -> None:
-        self.log("warning", text)
-
-    def error(self, text: str) -> None:
-        self.log("error", text)
-
-    def fatal(self, text: str) -> None:
-        self.log("fatal", text)
-
-    def panic(self, text: str) -> None:
-        self.log("panic", text)
 
 
 class LogSetup:
