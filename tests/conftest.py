@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,13 +45,27 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+_CLAIMED_BASES: list = []  # lock files held for this process's lifetime
+PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "roost-test-ports"
+
+
 def free_port_base() -> int:
-    """A port base N (multiple of 1000, 10000..50000) with N + every standard port free."""
-    bases = list(range(10000, 51000, 1000))
+    """A port base N (multiple of 100, 10000..59900) with N + every standard port free, claimed
+    for this test process with a lock file so parallel workers never share one."""
+    PORT_LOCK_DIR.mkdir(exist_ok=True)
+    bases = list(range(10000, 60000, 100))
     random.shuffle(bases)
     for base in bases:
+        lock = open(PORT_LOCK_DIR / f"{base}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
         if all(port_free(base + p) for p in STANDARD_PORTS):
+            _CLAIMED_BASES.append(lock)
             return base
+        lock.close()
     raise RuntimeError("no free port base")
 
 

@@ -185,6 +185,9 @@ def test_second_start_is_refused(instance):
 
 def test_start_with_port_taken_fails_and_leaves_nothing(instance):
     blocker = socket.socket()
+    # REUSEADDR so a TIME_WAIT left by an earlier test cannot fail the test itself; a
+    # listening socket still makes roost's own bind fail, which is what is tested.
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind(("127.0.0.1", instance.smtp_port))
     blocker.listen(1)
     try:
