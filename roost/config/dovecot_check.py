@@ -35,7 +35,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "pop3_uidl_format", "lmtp_save_to_detail_mailbox", "recipient_delimiter",
         "postmaster_address", "hostname", "last_valid_uid", "default_internal_user",
         "default_internal_group", "default_login_user", "default_process_limit",
-        "log_timestamp")),
+        "log_timestamp", "auth_username_chars", "auth_verbose")),
     "passdb": frozenset(("driver", "args", "default_fields", "override_fields", "deny",
                          "result_success", "result_failure", "result_internalfail", "skip")),
     "userdb": frozenset(("driver", "args", "default_fields", "override_fields",
