@@ -12,6 +12,7 @@ Security: keys are data, never interpreted; file paths come from configuration o
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def file_signature(path: str) -> tuple | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class LookupTable:
+class LookupTable(abc.ABC):
     """Base class. Subclasses implement `_get` and, when file backed, `watched_files`
     and `_load`; they set their own attributes before calling `super().__init__`."""
 
@@ -70,8 +71,9 @@ class LookupTable:
     def _load(self) -> None:
         """(Re)read the table; raise TableError when it cannot be read."""
 
+    @abc.abstractmethod
     def _get(self, key: str) -> str | None:
-        raise NotImplementedError
+        """The value stored for exactly `key`, or None."""
 
     # --- public ---------------------------------------------------------------------
     def lookup(self, key: str) -> str | None:

@@ -18,6 +18,7 @@ Security: rules come from the administrator's files; keys are only compared, nev
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Protocol
 
 from roost.config.diagnostics import Diagnostics
@@ -45,17 +46,18 @@ class RuleTable(LookupTable):
         return f"{self.type} map {self.name}"
 
     # --- subclass hooks -------------------------------------------------------------
+    @abc.abstractmethod
     def _parse_line(self, text: str, line: int) -> ParsedRule | None:
-        raise NotImplementedError
+        """One rule from one logical line, or None (reported) when it is malformed."""
 
     def _subject(self, key: str) -> Any:
         """What rules are tested against; None when the key can match no rule at all."""
         return key
 
+    @abc.abstractmethod
     def _test(self, rule: Any, subject: Any) -> tuple[bool, Any]:
         """(hit, detail): whether `rule` applies, negation included, and what
         `_result` needs to build the answer (e.g. the regex match)."""
-        raise NotImplementedError
 
     def _result(self, rule: Any, detail: Any) -> str:
         return rule.result

@@ -15,6 +15,7 @@ logs; reasons never contain the password.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def utf8(data: bytes) -> str | None:
         return None
 
 
-class Mechanism:
+class Mechanism(abc.ABC):
     """One authentication exchange. Subclasses implement `on_response` and `on_credentials`."""
 
     name = ""
@@ -145,8 +146,10 @@ class Mechanism:
     def on_start(self) -> Result:
         return Challenge(b"")
 
+    @abc.abstractmethod
     def on_response(self, data: bytes) -> Result:
-        raise NotImplementedError
+        """The next step after one decoded client response."""
 
+    @abc.abstractmethod
     def on_credentials(self, credentials: object) -> Result:
-        raise NotImplementedError
+        """The next step once the caller supplied what NeedCredentials asked for."""
