@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from roost.log import LevelMethods
+
 REPO = Path(__file__).resolve().parent.parent
 # Copies of the shared seed documents (Chinese Postfix/Dovecot tutorials), used as fixtures.
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
@@ -77,3 +79,13 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: run 'sudo scripts/setup.sh --test' once", pytrace=False)
     return path
+
+
+class RecordingLog(LevelMethods):
+    """A service logger for tests: keeps (level, text) pairs instead of writing lines."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def log(self, level: str, text: str) -> None:
+        self.lines.append((level, text))

@@ -53,7 +53,14 @@ SUPPORTED: dict[str, frozenset[str]] = {
 # authentication, mail store, POP3, LMTP and IMAP parts land.
 ACTED_ON: dict[str, frozenset[str]] = {
     "global": frozenset(("protocols", "listen", "base_dir", "ssl", "ssl_cert", "ssl_key",
-                         "log_path", "info_log_path", "log_timestamp", "default_process_limit")),
+                         "log_path", "info_log_path", "log_timestamp", "default_process_limit",
+                         # the auth socket (roost.net.auth) and the lookup chain
+                         "auth_mechanisms", "auth_username_format", "auth_default_realm",
+                         "auth_failure_delay", "auth_username_chars", "auth_verbose")),
+    # disable_plaintext_auth and login_trusted_networks join with the IMAP/POP3 logins: the
+    # auth socket leaves that decision to its client, as Dovecot's does.
+    "passdb": SUPPORTED["passdb"],
+    "userdb": SUPPORTED["userdb"],
     "service": SUPPORTED["service"],
     "inet_listener": SUPPORTED["inet_listener"],
     "unix_listener": SUPPORTED["unix_listener"],

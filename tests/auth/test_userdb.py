@@ -59,8 +59,9 @@ def test_static_userdb_configuration_errors():
 
 def test_passwd_file_userdb_fields(tmp_path):
     users = tmp_path / "users"
+    # extra fields: userdb_-prefixed ones are the userdb's; others (foo=bar) are passdb fields
     users.write_text("bob@abc.mail:{PLAIN}x:1000:1001::/home/%n::userdb_mail=maildir:~/M "
-                     "quota_rule=*:storage=1G\n"
+                     "userdb_quota_rule=*:storage=1G foo=bar\n"
                      "nohome@abc.mail:{PLAIN}x:1002:1002::::\n"
                      "bad@abc.mail:{PLAIN}x::::/h/%z::\n")
     userdb = userdb_for("passwd-file", str(users))

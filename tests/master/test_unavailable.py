@@ -20,24 +20,8 @@ from roost.master.bind import bind_listener
 from roost.net import certs, unavailable
 from roost.net.server import BoundSocket, Connection, ServiceContext, ServiceServer
 from roost.net.tls import server_context
+from tests.conftest import RecordingLog
 from tests.master.helpers import FakeConfig, FakeSettings, make_listener
-
-
-class RecordingLog:
-    def __init__(self):
-        self.lines: list[tuple[str, str]] = []
-
-    def log(self, level, text):
-        self.lines.append((level, text))
-
-    def info(self, text):
-        self.log("info", text)
-
-    def warning(self, text):
-        self.log("warning", text)
-
-    def error(self, text):
-        self.log("error", text)
 
 
 async def _serve(listener, ssl_context=None):

@@ -255,5 +255,8 @@ class PasswdFileUserdb:
         fields = {"uid": entry.uid, "gid": entry.gid, "home": entry.home}
         fields = {key: value for key, value in fields.items() if value}
         for key, value in entry.extra.items():
-            fields[key.removeprefix("userdb_")] = value
+            # Only userdb_-prefixed extra fields belong to the userdb (the rest are passdb
+            # fields), as Dovecot's passwd-file userdb does.
+            if key.startswith("userdb_"):
+                fields[key.removeprefix("userdb_")] = value
         return user_fields(DRIVER, context, fields)

@@ -1,0 +1,291 @@
+"""The Dovecot auth socket: `service auth { unix_listener PATH }` served with roost's passdbs.
+
+Runs roost.proto.dovecot_auth on each connection (Postfix's smtpd with `smtpd_sasl_type =
+dovecot` is the usual client), drives the SASL machines of roost.proto.sasl for the PLAIN and
+LOGIN mechanisms of `auth_mechanisms`, and verifies passwords with roost.auth.lookup in a
+thread (hashing is CPU work and must not stall the event loop). Each failed request is
+answered after `auth_failure_delay` (asyncio.sleep, so other requests go on meanwhile).
+
+Behaviour checked against Debian's Dovecot 2.3.19.1 auth socket
+(tests/proto/test_dovecot_auth_differential.py): plaintext mechanisms are announced with the
+`plaintext` flag and served whatever `secured` says, because on this socket
+`disable_plaintext_auth` is the client's business (Dovecot's login processes, Postfix's
+`smtpd_tls_auth_only`); answers are `OK id user=NAME`, `FAIL id user=NAME` for a wrong
+password or an unknown user alike, `FAIL id` for malformed SASL data and
+`FAIL id code=invalid_base64 reason=...` for bad base64. Log lines are Dovecot's
+(`passwd-file(alice,127.0.0.2): Password mismatch` with auth_verbose, `plain(?,IP): invalid
+input`, protocol errors as `Error: BUG: ...`).
+
+Invariants: every accepted request gets exactly one OK or FAIL unless the client leaves
+first; a protocol error closes only its connection; pending verifications are cancelled when
+the connection ends.
+Security: wrong password and unknown user get the same answer after the same delay; passwords
+never reach a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from roost.auth.lookup import AuthLookup
+from roost.config.diagnostics import Diagnostics
+from roost.config.dovecot_settings import dovecot_settings
+from roost.net.server import Connection, ServiceContext
+from roost.proto import sasl
+from roost.proto.dovecot_auth import (TIMED_OUT, AuthRequest, AuthServerProtocol,
+                                      ContinueRequest, ProtocolError, decode_base64)
+
+# Mechanisms this socket serves: the ones that only need a password check. CRAM-MD5 and
+# SCRAM need stored secrets from the passdb, which the lookup does not hand out yet.
+SERVED_MECHANISMS = ("PLAIN", "LOGIN")
+READ_SIZE = 4096
+DEFAULT_FAILURE_DELAY = 2.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Exchange:
+    request: AuthRequest
+    machine: sasl.Mechanism
+    verifying: asyncio.Task | None = None
+
+
+@dataclass(eq=False)
+class AuthService:
+    """Shared by the connections of one worker: the lookup chain and the auth settings."""
+
+    lookup: AuthLookup
+    mechanisms: tuple[str, ...]
+    log: Any
+    failure_delay: float = DEFAULT_FAILURE_DELAY
+    sleep: Sleep = asyncio.sleep
+    connection_ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    stopping: asyncio.Event | None = None) -> None:
+        session = _Session(self, AuthServerProtocol(self.mechanisms, server_pid=os.getpid(),
+                                                    connection_id=next(self.connection_ids)),
+                           writer)
+        writer.write(session.protocol.handshake())
+        await writer.drain()
+        stop_waiter = asyncio.ensure_future(stopping.wait()) if stopping is not None else None
+        try:
+            while True:
+                reading = asyncio.ensure_future(reader.read(READ_SIZE))
+                waiters = {reading} if stop_waiter is None else {reading, stop_waiter}
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if reading not in done:
+                    # Shutting down: answer what is in progress, then close.
+                    reading.cancel()
+                    await session.finish_pending()
+                    break
+                data = reading.result()
+                if not data or not session.feed(data):
+                    break
+                await writer.drain()
+        finally:
+            if stop_waiter is not None:
+                stop_waiter.cancel()
+            session.cancel_all()
+
+
+class _Session:
+    """One client connection: its protocol state and the exchanges in progress."""
+
+    def __init__(self, service: AuthService, protocol: AuthServerProtocol,
+                 writer: asyncio.StreamWriter) -> None:
+        self.service = service
+        self.protocol = protocol
+        self.writer = writer
+        self.exchanges: dict[int, Exchange] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    def feed(self, data: bytes) -> bool:
+        """Handle the events in `data`; False when the connection must close."""
+        for event in self.protocol.receive(data):
+            if isinstance(event, ProtocolError):
+                self.service.log.error(event.reason)
+                return False
+            if isinstance(event, AuthRequest):
+                self.begin(event)
+            elif isinstance(event, ContinueRequest):
+                self.resume(event)
+        return True
+
+    def send(self, line: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(line)
+
+    def begin(self, request: AuthRequest) -> None:
+        initial = None
+        if request.initial_response is not None:
+            initial = decode_base64(request.initial_response)
+            if initial is None:
+                self.refuse(request, "Invalid base64 data in initial response",
+                            code="invalid_base64")
+                return
+        machine = sasl.create_mechanism(request.mechanism, initial)
+        exchange = Exchange(request, machine)
+        self.exchanges[request.request_id] = exchange
+        self.advance(exchange, machine.start())
+
+    def resume(self, event: ContinueRequest) -> None:
+        exchange = self.exchanges.get(event.request_id)
+        if exchange is None:
+            self.send(self.protocol.fail(event.request_id, reason=TIMED_OUT))
+            return
+        if exchange.verifying is not None:
+            exchange.verifying.cancel()
+            self.forget(exchange)
+            self.refuse(exchange.request, "Unexpected continuation")
+            return
+        data = decode_base64(event.response)
+        if data is None:
+            self.forget(exchange)
+            self.refuse(exchange.request, "Invalid base64 data in continued response",
+                        code="invalid_base64")
+            return
+        self.advance(exchange, exchange.machine.step(data))
+
+    def advance(self, exchange: Exchange, result: object) -> None:
+        request = exchange.request
+        if isinstance(result, sasl.Challenge):
+            self.send(self.protocol.cont(request.request_id, result.data))
+        elif isinstance(result, sasl.NeedCredentials):
+            task = asyncio.ensure_future(self.verify(exchange, result))
+            exchange.verifying = task
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif isinstance(result, sasl.Success):
+            self.forget(exchange)
+            self.send(self.protocol.ok(request.request_id, result.authcid))
+        else:
+            self.forget(exchange)
+            reason = result.reason if isinstance(result, sasl.Failure) else "invalid input"
+            self.refuse(request, reason, logged_reason="invalid input"
+                        if request.mechanism == "PLAIN" else reason)
+
+    async def verify(self, exchange: Exchange, need: sasl.NeedCredentials) -> None:
+        request = exchange.request
+        if need.authzid and need.authzid != need.authcid:
+            # Master-user logins are not supported: an authorization identity other than
+            # the authentication identity is refused like a wrong password.
+            self.service.log.info(f"{request.mechanism.lower()}({need.authcid}"
+                                  f"{_where(request)}): login user: Master user login "
+                                  "attempted without master passdbs")
+            await self.service.sleep(self.service.failure_delay)
+            self.forget(exchange)
+            self.send(self.protocol.fail(request.request_id, user=need.authcid))
+            return
+        try:
+            result = await asyncio.to_thread(
+                self.service.lookup.authenticate, need.authcid, need.password or "",
+                request.service, request.remote_ip, request.local_ip, request.secured,
+                mechanism=request.mechanism)
+        except Exception as error:  # noqa: BLE001 - a lookup bug must still get an answer
+            self.service.log.error(f"{request.mechanism.lower()}(?{_where(request)}): "
+                                   f"lookup failed: {type(error).__name__}")
+            self.forget(exchange)
+            self.send(self.protocol.fail(request.request_id, user=need.authcid))
+            return
+        outcome = exchange.machine.supply(result.ok)
+        original = self.original_user(need.authcid, result.user, request.service)
+        if isinstance(outcome, sasl.Success):
+            self.forget(exchange)
+            self.send(self.protocol.ok(request.request_id, result.user, original_user=original)
+                      if original is not None else self.protocol.ok(request.request_id,
+                                                                    result.user))
+            return
+        await self.service.sleep(self.service.failure_delay)
+        self.forget(exchange)
+        self.send(self.protocol.fail(request.request_id, user=result.user,
+                                     original_user=original))
+
+    def original_user(self, login: str, user: str, service: str) -> str | None:
+        """Dovecot's `original_user=`: the login name as sent, when the databases saw another
+        name (auth_username_format, auth_default_realm) or refused it."""
+        if user != login or self.service.lookup.login_name(login, service) is None:
+            return login
+        return None
+
+    def refuse(self, request: AuthRequest, reason: str, *, code: str | None = None,
+               logged_reason: str | None = None) -> None:
+        """Log and FAIL a request that never reached the passdbs, after the failure delay."""
+        self.service.log.info(f"{request.mechanism.lower()}(?{_where(request)}): "
+                              f"{logged_reason or reason}")
+
+        async def answer() -> None:
+            await self.service.sleep(self.service.failure_delay)
+            self.protocol.pending.discard(request.request_id)
+            if code is not None:
+                self.send(self.protocol.fail(request.request_id, code=code, reason=reason))
+            else:
+                self.send(self.protocol.fail(request.request_id))
+
+        task = asyncio.ensure_future(answer())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def forget(self, exchange: Exchange) -> None:
+        self.exchanges.pop(exchange.request.request_id, None)
+
+    async def finish_pending(self) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def _where(request: AuthRequest) -> str:
+    return f",{request.remote_ip}" if request.remote_ip else ""
+
+
+def served_mechanisms(configured: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """auth_mechanisms in order, upper case, limited to what this socket serves."""
+    result: list[str] = []
+    for name in configured:
+        upper = name.upper()
+        if upper in SERVED_MECHANISMS and upper not in result:
+            result.append(upper)
+    return tuple(result)
+
+
+def build_service(dovecot_config: Any, log: Any, *, sleep: Sleep = asyncio.sleep,
+                  verify: Any = None) -> AuthService:
+    """An AuthService from a parsed dovecot.conf; configuration problems are logged."""
+    settings = dovecot_settings(dovecot_config)
+    diags = Diagnostics()
+    kwargs = {"verify": verify} if verify is not None else {}
+    lookup = AuthLookup.from_settings(settings, diags, logger=log, **kwargs)
+    for diag in diags.items:
+        log.warning(str(diag))
+    configured = settings.auth_mechanisms
+    skipped = [name.upper() for name in configured
+               if name.upper() not in SERVED_MECHANISMS]
+    if skipped:
+        log.warning(f"auth_mechanisms: {' '.join(skipped)} not served on the auth socket "
+                    "by roost yet")
+    return AuthService(lookup, served_mechanisms(configured), log,
+                       failure_delay=settings.auth_failure_delay, sleep=sleep)
+
+
+def make_service(context: ServiceContext):
+    """Registry entry point (roost.master.services): the handler for `auth` listeners."""
+    if context.config.dovecot is None:
+        async def no_config(conn: Connection) -> None:
+            conn.log.error("auth socket without a dovecot.conf: closing")
+        return no_config
+    service = build_service(context.config.dovecot, context.log)
+
+    async def handler(conn: Connection) -> None:
+        await service.serve(conn.reader, conn.writer, conn.stopping)
+
+    return handler
