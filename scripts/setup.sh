@@ -12,7 +12,7 @@ WANT_TEST=0
 
 as_root() { [ "$(id -u)" = 0 ]; }
 
-DEBIAN_TEST_PACKAGES="postfix postfix-pcre postfix-lmdb postfix-cdb postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd swaks"
+DEBIAN_TEST_PACKAGES="postfix postfix-pcre postfix-lmdb postfix-cdb postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd swaks fail2ban"
 
 apt_install() {  # apt_install PKG...  (root only; non-interactive, no services started)
   export DEBIAN_FRONTEND=noninteractive
@@ -21,7 +21,15 @@ apt_install() {  # apt_install PKG...  (root only; non-interactive, no services 
     apt-get update -qq
     mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/roost-updated
   fi
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # The tests start their own private instances: no package may start its system service
+  # (postfix, dovecot, fail2ban). policy-rc.d is Debian's switch for that; ours is temporary.
+  local own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null || { [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; return 1; }
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 }
 
 # --- Python with venv (Debian ships venv separately)

@@ -4,7 +4,11 @@ Runs roost.proto.dovecot_auth on each connection (Postfix's smtpd with `smtpd_sa
 dovecot` is the usual client), drives the SASL machines of roost.proto.sasl for the PLAIN and
 LOGIN mechanisms of `auth_mechanisms`, and verifies passwords with roost.auth.lookup in a
 thread (hashing is CPU work and must not stall the event loop). Each failed request is
-answered after `auth_failure_delay` (asyncio.sleep, so other requests go on meanwhile).
+answered `auth_failure_delay` after its credentials arrived (roost.auth.penalty's
+`failure_reply_delay`, so hashing time does not tell a wrong password from an unknown user),
+and, as Dovecot's auth does with anvil, a request whose `rip` has recent failures waits the
+per-IP penalty (roost.auth.penalty.PenaltyTable, one per worker) before it is handled,
+unless the client flagged it `no-penalty`. All waits are asyncio sleeps: other requests go on.
 
 Behaviour checked against Debian's Dovecot 2.3.19.1 auth socket
 (tests/proto/test_dovecot_auth_differential.py): plaintext mechanisms are announced with the
@@ -19,8 +23,8 @@ input`, protocol errors as `Error: BUG: ...`).
 Invariants: every accepted request gets exactly one OK or FAIL unless the client leaves
 first; a protocol error closes only its connection; pending verifications are cancelled when
 the connection ends.
-Security: wrong password and unknown user get the same answer after the same delay; passwords
-never reach a log line.
+Security: wrong password and unknown user get the same answer after the same delay and raise
+the same penalty; passwords never reach a log line (the penalty keeps a keyed digest only).
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from roost.auth.lookup import AuthLookup
+from roost.auth.penalty import PenaltyTable, failure_reply_delay
 from roost.config.diagnostics import Diagnostics
 from roost.config.dovecot_settings import dovecot_settings
 from roost.net.server import Connection, ServiceContext
@@ -45,15 +51,17 @@ from roost.proto.dovecot_auth import (TIMED_OUT, AuthRequest, AuthServerProtocol
 SERVED_MECHANISMS = ("PLAIN", "LOGIN")
 READ_SIZE = 4096
 DEFAULT_FAILURE_DELAY = 2.0
+NO_PENALTY_FLAG = "no-penalty"  # AUTH flag of Dovecot's login processes for trusted clients
 
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 @dataclass(eq=False)
 class Exchange:
     request: AuthRequest
     machine: sasl.Mechanism
-    verifying: asyncio.Task | None = None
+    verifying: asyncio.Task | None = None  # the penalty wait, then the password check
 
 
 @dataclass(eq=False)
@@ -65,7 +73,27 @@ class AuthService:
     log: Any
     failure_delay: float = DEFAULT_FAILURE_DELAY
     sleep: Sleep = asyncio.sleep
+    clock: Clock = time.monotonic
+    penalty: PenaltyTable | None = None  # built from `clock` when not given
     connection_ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        if self.penalty is None:
+            self.penalty = PenaltyTable(self.clock)
+
+    def penalised_ip(self, request: AuthRequest) -> str | None:
+        """The remote IP whose penalty this request waits for and updates, if any."""
+        if not request.remote_ip or NO_PENALTY_FLAG in request.flags:
+            return None
+        return request.remote_ip
+
+    async def fail_later(self, request: AuthRequest, started: float,
+                         checksum: bytes | None = None) -> None:
+        """Count a failure against the request's IP and wait out auth_failure_delay."""
+        ip = self.penalised_ip(request)
+        if ip is not None:
+            self.penalty.record_failure(ip, checksum)
+        await self.sleep(failure_reply_delay(self.clock() - started, self.failure_delay))
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     stopping: asyncio.Event | None = None) -> None:
@@ -133,7 +161,19 @@ class _Session:
         machine = sasl.create_mechanism(request.mechanism, initial)
         exchange = Exchange(request, machine)
         self.exchanges[request.request_id] = exchange
-        self.advance(exchange, machine.start())
+        ip = self.service.penalised_ip(request)
+        delay = self.service.penalty.delay_for(ip) if ip is not None else 0.0
+        if delay <= 0:
+            self.advance(exchange, machine.start())
+            return
+
+        async def after_penalty() -> None:
+            await self.service.sleep(delay)
+            exchange.verifying = None
+            self.advance(exchange, machine.start())
+
+        # A CONT during the wait finds `verifying` set and is refused as unexpected.
+        exchange.verifying = self.spawn(after_penalty())
 
     def resume(self, event: ContinueRequest) -> None:
         exchange = self.exchanges.get(event.request_id)
@@ -158,12 +198,10 @@ class _Session:
         if isinstance(result, sasl.Challenge):
             self.send(self.protocol.cont(request.request_id, result.data))
         elif isinstance(result, sasl.NeedCredentials):
-            task = asyncio.ensure_future(self.verify(exchange, result))
-            exchange.verifying = task
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            exchange.verifying = self.spawn(self.verify(exchange, result))
         elif isinstance(result, sasl.Success):
             self.forget(exchange)
+            self.succeeded(request)
             self.send(self.protocol.ok(request.request_id, result.authcid))
         else:
             self.forget(exchange)
@@ -173,13 +211,16 @@ class _Session:
 
     async def verify(self, exchange: Exchange, need: sasl.NeedCredentials) -> None:
         request = exchange.request
+        started = self.service.clock()
+        checksum = self.service.penalty.attempt_checksum(need.authcid, need.password) \
+            if need.password is not None else None
         if need.authzid and need.authzid != need.authcid:
             # Master-user logins are not supported: an authorization identity other than
             # the authentication identity is refused like a wrong password.
             self.service.log.info(f"{request.mechanism.lower()}({need.authcid}"
                                   f"{_where(request)}): login user: Master user login "
                                   "attempted without master passdbs")
-            await self.service.sleep(self.service.failure_delay)
+            await self.service.fail_later(request, started, checksum)
             self.forget(exchange)
             self.send(self.protocol.fail(request.request_id, user=need.authcid))
             return
@@ -189,6 +230,7 @@ class _Session:
                 request.service, request.remote_ip, request.local_ip, request.secured,
                 mechanism=request.mechanism)
         except Exception as error:  # noqa: BLE001 - a lookup bug must still get an answer
+            # An internal failure is not the client's fault: no penalty (as in Dovecot).
             self.service.log.error(f"{request.mechanism.lower()}(?{_where(request)}): "
                                    f"lookup failed: {type(error).__name__}")
             self.forget(exchange)
@@ -198,11 +240,16 @@ class _Session:
         original = self.original_user(need.authcid, result.user, request.service)
         if isinstance(outcome, sasl.Success):
             self.forget(exchange)
+            self.succeeded(request)
             self.send(self.protocol.ok(request.request_id, result.user, original_user=original)
                       if original is not None else self.protocol.ok(request.request_id,
                                                                     result.user))
             return
-        await self.service.sleep(self.service.failure_delay)
+        if result.reason == "internal failure":
+            await self.service.sleep(failure_reply_delay(self.service.clock() - started,
+                                                         self.service.failure_delay))
+        else:
+            await self.service.fail_later(request, started, checksum)
         self.forget(exchange)
         self.send(self.protocol.fail(request.request_id, user=result.user,
                                      original_user=original))
@@ -220,17 +267,28 @@ class _Session:
         self.service.log.info(f"{request.mechanism.lower()}(?{_where(request)}): "
                               f"{logged_reason or reason}")
 
+        started = self.service.clock()
+
         async def answer() -> None:
-            await self.service.sleep(self.service.failure_delay)
+            await self.service.fail_later(request, started)
             self.protocol.pending.discard(request.request_id)
             if code is not None:
                 self.send(self.protocol.fail(request.request_id, code=code, reason=reason))
             else:
                 self.send(self.protocol.fail(request.request_id))
 
-        task = asyncio.ensure_future(answer())
+        self.spawn(answer())
+
+    def succeeded(self, request: AuthRequest) -> None:
+        ip = self.service.penalised_ip(request)
+        if ip is not None:
+            self.service.penalty.record_success(ip)
+
+    def spawn(self, coroutine: Awaitable[None]) -> asyncio.Task:
+        task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     def forget(self, exchange: Exchange) -> None:
         self.exchanges.pop(exchange.request.request_id, None)
@@ -259,7 +317,7 @@ def served_mechanisms(configured: tuple[str, ...] | list[str]) -> tuple[str, ...
 
 
 def build_service(dovecot_config: Any, log: Any, *, sleep: Sleep = asyncio.sleep,
-                  verify: Any = None) -> AuthService:
+                  clock: Clock = time.monotonic, verify: Any = None) -> AuthService:
     """An AuthService from a parsed dovecot.conf; configuration problems are logged."""
     settings = dovecot_settings(dovecot_config)
     diags = Diagnostics()
@@ -274,7 +332,7 @@ def build_service(dovecot_config: Any, log: Any, *, sleep: Sleep = asyncio.sleep
         log.warning(f"auth_mechanisms: {' '.join(skipped)} not served on the auth socket "
                     "by roost yet")
     return AuthService(lookup, served_mechanisms(configured), log,
-                       failure_delay=settings.auth_failure_delay, sleep=sleep)
+                       failure_delay=settings.auth_failure_delay, sleep=sleep, clock=clock)
 
 
 def make_service(context: ServiceContext):

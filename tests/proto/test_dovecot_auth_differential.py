@@ -279,7 +279,7 @@ def test_failure_delay_does_not_hold_other_requests(tmp_path):
     async def scenario():
         nonlocal release
         release = asyncio.Event()
-        service = build_service(config, CapturingLog(), sleep=fake_sleep)
+        service = build_service(config, CapturingLog(), sleep=fake_sleep, clock=lambda: 0.0)
         server = await asyncio.start_unix_server(
             lambda r, w: service.serve(r, w), str(tmp_path / "s"))
         reader, writer = await asyncio.open_unix_connection(str(tmp_path / "s"))
