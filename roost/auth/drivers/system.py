@@ -68,14 +68,21 @@ class ShadowPassdb:
         no_options("passdb", "shadow", args, file, line, diags)
         return cls()
 
-    def verify(self, context: AuthContext, verify: VerifyFn) -> PassdbResult:
+    def _entry(self, context: AuthContext) -> tuple[list[str] | None, PassdbResult | None]:
+        """The user's shadow fields, or the failure result to return instead."""
         try:
             fields = shadow_entry(context.user, self.path)
         except OSError as error:
-            return internal_failure(self.driver, context,
-                                    f"open({self.path}) failed: {error.strerror or error}")
+            return None, internal_failure(self.driver, context,
+                                          f"open({self.path}) failed: {error.strerror or error}")
         if fields is None:
-            return unknown_user(self.driver, context)
+            return None, unknown_user(self.driver, context)
+        return fields, None
+
+    def verify(self, context: AuthContext, verify: VerifyFn) -> PassdbResult:
+        fields, failure = self._entry(context)
+        if failure is not None:
+            return failure
         prefix = context.log_prefix(self.driver)
         if account_expired(fields, self.clock()):
             return PassdbResult(PassdbStatus.MISMATCH,
@@ -88,14 +95,8 @@ class ShadowPassdb:
 
     def lookup_fields(self, context: AuthContext) -> PassdbResult:
         """Whether the system user exists, without checking a password."""
-        try:
-            fields = shadow_entry(context.user, self.path)
-        except OSError as error:
-            return internal_failure(self.driver, context,
-                                    f"open({self.path}) failed: {error.strerror or error}")
-        if fields is None:
-            return unknown_user(self.driver, context)
-        return PassdbResult(PassdbStatus.OK)
+        _fields, failure = self._entry(context)
+        return failure or PassdbResult(PassdbStatus.OK)
 
 
 class PasswdUserdb:
