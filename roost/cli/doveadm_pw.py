@@ -85,23 +85,13 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         return fatal(f"{scheme}: {error}")
     if "-V" in values:
-        try:
-            matched = verify(hashed, password, DEFAULT_SCHEME, user)
-        except SchemeError as error:
-            return fatal(f"reverse decode check failed: {error}")
-        if not matched:
-            return fatal("reverse password verification check failed: Password mismatch")
-        print(f"{hashed} (verified)")
-    else:
-        print(hashed)
+        return print_verified(hashed, password, user)
+    print(hashed)
     return 0
 
 
-def test_stored(stored: str, password: str | None, user: str) -> int:
-    if not stored.startswith("{") or "}" not in stored:
-        return fatal("Missing {scheme} prefix from hash")
-    if password is None:
-        password = read_password("Enter password to verify: ")
+def print_verified(stored: str, password: str, user: str) -> int:
+    """Check `password` against `stored` and print `STORED (verified)`, as doveadm -V/-t do."""
     try:
         matched = verify(stored, password, DEFAULT_SCHEME, user)
     except SchemeError as error:
@@ -110,3 +100,11 @@ def test_stored(stored: str, password: str | None, user: str) -> int:
         return fatal("reverse password verification check failed: Password mismatch")
     print(f"{stored} (verified)")
     return 0
+
+
+def test_stored(stored: str, password: str | None, user: str) -> int:
+    if not stored.startswith("{") or "}" not in stored:
+        return fatal("Missing {scheme} prefix from hash")
+    if password is None:
+        password = read_password("Enter password to verify: ")
+    return print_verified(stored, password, user)

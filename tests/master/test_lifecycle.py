@@ -312,13 +312,9 @@ def test_registered_handler_serves_connections(instance):
         assert client.line() == f"hello from smtpd for {instance.smtp_port} as mail.example.test to 127.0.0.1\r\n"
         assert client.command("echo me") == "ECHO ME\r\n"
         client.close()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        stop_foreground(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+        reap(process)
 
 
 def test_every_listener_of_roost_init_answers(instance):
@@ -390,13 +386,9 @@ def test_worker_failing_at_startup_is_throttled(instance):
         assert re.search(rf"postfix/smtpd\[\d+\]: fatal: worker of service {instance.smtp_port}: "
                          "RuntimeError: cannot start", failure_lines[0])
         assert 0.8 <= seen[1] - seen[0] and 1.8 <= seen[2] - seen[1]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        stop_foreground(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+        reap(process)
 
 
 def test_reload_binds_new_and_closes_removed_listeners(instance):
@@ -456,3 +448,18 @@ def test_dovecot_log_path_gets_dovecot_lines(instance):
     assert wait_until(lambda: " postfix/smtpd[" in instance.maillog(), 5)
     assert "imap-login" not in instance.maillog().replace("service imap-login/", "")
     assert instance.roost("stop").returncode == 0
+
+
+
+def stop_foreground(process) -> None:
+    """Stop a `start-fg` master with SIGTERM and require a clean exit."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def reap(process) -> None:
+    """Whatever happened, leave no `start-fg` master behind."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stderr.close()
