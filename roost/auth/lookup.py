@@ -155,7 +155,7 @@ class AuthLookup:
         except variables.VariableError as error:
             return None, f"auth_username_format: {error}"
 
-    def _emit(self, lines: tuple[tuple[str, str], ...]) -> None:
+    def emit(self, lines: tuple[tuple[str, str], ...]) -> None:
         if self.logger is None:
             return
         for level, text in lines:
@@ -172,11 +172,11 @@ class AuthLookup:
         if user is None:
             where = f",{remote_ip}" if remote_ip else ""
             line = (("info", f"{mechanism.lower()}(?{where}): {refusal}"),)
-            self._emit(line)
+            self.emit(line)
             return AuthResult(False, username, "unknown user", log=line)
         context = AuthContext(user, service, remote_ip, local_ip, secured, password)
         result = self.run_passdbs(context, lambda db, ctx: db.verify(ctx, self.verify))
-        self._emit(result.log)
+        self.emit(result.log)
         return result
 
     def run_passdbs(self, context: AuthContext,
@@ -281,7 +281,7 @@ class AuthLookup:
                 found = False
             if not action.startswith("continue"):
                 break
-        self._emit(tuple(log))
+        self.emit(tuple(log))
         if not found:
             return None
         return UserRecord(context.user, fields.pop("uid", None), fields.pop("gid", None),

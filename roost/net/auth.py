@@ -1,9 +1,10 @@
 """The Dovecot auth socket: `service auth { unix_listener PATH }` served with roost's passdbs.
 
 Runs roost.proto.dovecot_auth on each connection (Postfix's smtpd with `smtpd_sasl_type =
-dovecot` is the usual client), drives the SASL machines of roost.proto.sasl for the PLAIN and
-LOGIN mechanisms of `auth_mechanisms`, and verifies passwords with roost.auth.lookup in a
-thread (hashing is CPU work and must not stall the event loop). Each failed request is
+dovecot` is the usual client), drives the SASL machines of roost.proto.sasl for the PLAIN,
+LOGIN, CRAM-MD5 and SCRAM-SHA-1/-256 mechanisms of `auth_mechanisms`, and verifies passwords
+with roost.auth.lookup (CRAM-MD5 and SCRAM: the stored secret from roost.auth.credentials)
+in a thread (hashing is CPU work and must not stall the event loop). Each failed request is
 answered `auth_failure_delay` after its credentials arrived (roost.auth.penalty's
 `failure_reply_delay`, so hashing time does not tell a wrong password from an unknown user),
 and, as Dovecot's auth does with anvil, a request whose `rip` has recent failures waits the
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from roost.auth.credentials import lookup_credentials
 from roost.auth.lookup import AuthLookup
 from roost.auth.penalty import PenaltyTable, failure_reply_delay
 from roost.config.diagnostics import Diagnostics
@@ -46,9 +48,9 @@ from roost.proto import sasl
 from roost.proto.dovecot_auth import (TIMED_OUT, AuthRequest, AuthServerProtocol,
                                       ContinueRequest, ProtocolError, decode_base64)
 
-# Mechanisms this socket serves: the ones that only need a password check. CRAM-MD5 and
-# SCRAM need stored secrets from the passdb, which the lookup does not hand out yet.
-SERVED_MECHANISMS = ("PLAIN", "LOGIN")
+# Mechanisms this socket serves: PLAIN and LOGIN check a password; CRAM-MD5 and SCRAM get
+# the stored secret from the passdbs (roost.auth.credentials).
+SERVED_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256")
 READ_SIZE = 4096
 DEFAULT_FAILURE_DELAY = 2.0
 NO_PENALTY_FLAG = "no-penalty"  # AUTH flag of Dovecot's login processes for trusted clients
@@ -62,6 +64,9 @@ class Exchange:
     request: AuthRequest
     machine: sasl.Mechanism
     verifying: asyncio.Task | None = None  # the penalty wait, then the password check
+    user: str | None = None  # the user a credentials lookup found (SCRAM's last step fails as them)
+    started: float = 0.0  # when the credentials were looked up (failure delay base)
+    secret_found: bool = False  # a wrong proof is then a "Password mismatch"
 
 
 @dataclass(eq=False)
@@ -198,31 +203,72 @@ class _Session:
         if isinstance(result, sasl.Challenge):
             self.send(self.protocol.cont(request.request_id, result.data))
         elif isinstance(result, sasl.NeedCredentials):
-            exchange.verifying = self.spawn(self.verify(exchange, result))
+            check = self.verify if result.password is not None else self.fetch_secret
+            exchange.verifying = self.spawn(check(exchange, result))
         elif isinstance(result, sasl.Success):
             self.forget(exchange)
             self.succeeded(request)
-            self.send(self.protocol.ok(request.request_id, result.authcid))
+            self.send(self.protocol.ok(request.request_id, exchange.user or result.authcid))
+        elif exchange.user is not None:
+            # The secret was looked up (SCRAM): the proof was wrong, a password failure.
+            self.forget(exchange)
+            self.spawn(self.fail_as_user(exchange))
         else:
             self.forget(exchange)
             reason = result.reason if isinstance(result, sasl.Failure) else "invalid input"
             self.refuse(request, reason, logged_reason="invalid input"
                         if request.mechanism == "PLAIN" else reason)
 
+    async def fetch_secret(self, exchange: Exchange, need: sasl.NeedCredentials) -> None:
+        """CRAM-MD5 / SCRAM: look the stored secret up and hand it to the machine."""
+        request = exchange.request
+        exchange.started = self.service.clock()
+        if await self.refused_master_user(exchange, need, exchange.started, None):
+            return
+        try:
+            found = await asyncio.to_thread(
+                lookup_credentials, self.service.lookup, need.authcid, request.mechanism,
+                request.service, request.remote_ip, request.local_ip, request.secured)
+        except Exception as error:  # noqa: BLE001 - a lookup bug must still get an answer
+            self.service.log.error(f"{request.mechanism.lower()}(?{_where(request)}): "
+                                   f"lookup failed: {type(error).__name__}")
+            self.forget(exchange)
+            self.send(self.protocol.fail(request.request_id, user=need.authcid))
+            return
+        exchange.user = found.user
+        exchange.secret_found = found.found
+        exchange.verifying = None
+        self.advance(exchange, exchange.machine.supply(found.secret if found.found else None))
+
+    async def fail_as_user(self, exchange: Exchange) -> None:
+        request = exchange.request
+        if exchange.secret_found:
+            self.service.log.info(f"{request.mechanism.lower()}({exchange.user}"
+                                  f"{_where(request)}): Password mismatch")
+        await self.service.fail_later(exchange.request, exchange.started)
+        self.send(self.protocol.fail(exchange.request.request_id, user=exchange.user))
+
+    async def refused_master_user(self, exchange: Exchange, need: sasl.NeedCredentials,
+                                  started: float, checksum: bytes | None) -> bool:
+        """Master-user logins are not supported: an authorization identity other than the
+        authentication identity is refused like a wrong password."""
+        if not need.authzid or need.authzid == need.authcid:
+            return False
+        request = exchange.request
+        self.service.log.info(f"{request.mechanism.lower()}({need.authcid}"
+                              f"{_where(request)}): login user: Master user login "
+                              "attempted without master passdbs")
+        await self.service.fail_later(request, started, checksum)
+        self.forget(exchange)
+        self.send(self.protocol.fail(request.request_id, user=need.authcid))
+        return True
+
     async def verify(self, exchange: Exchange, need: sasl.NeedCredentials) -> None:
         request = exchange.request
         started = self.service.clock()
         checksum = self.service.penalty.attempt_checksum(need.authcid, need.password) \
             if need.password is not None else None
-        if need.authzid and need.authzid != need.authcid:
-            # Master-user logins are not supported: an authorization identity other than
-            # the authentication identity is refused like a wrong password.
-            self.service.log.info(f"{request.mechanism.lower()}({need.authcid}"
-                                  f"{_where(request)}): login user: Master user login "
-                                  "attempted without master passdbs")
-            await self.service.fail_later(request, started, checksum)
-            self.forget(exchange)
-            self.send(self.protocol.fail(request.request_id, user=need.authcid))
+        if await self.refused_master_user(exchange, need, started, checksum):
             return
         try:
             result = await asyncio.to_thread(

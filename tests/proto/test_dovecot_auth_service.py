@@ -106,8 +106,9 @@ def test_a_failing_lookup_is_answered(tmp_path):
 
 
 def test_mechanisms_follow_auth_mechanisms(tmp_path):
-    assert served_mechanisms(("login", "plain", "PLAIN", "cram-md5")) == ("LOGIN", "PLAIN")
-    service, log = service_for(tmp_path, "auth_mechanisms = login cram-md5\n")
-    assert service.mechanisms == ("LOGIN",)
-    assert ("warning", "auth_mechanisms: CRAM-MD5 not served on the auth socket by roost yet") \
-        in log.lines
+    assert served_mechanisms(("login", "plain", "PLAIN", "cram-md5", "digest-md5")) == \
+        ("LOGIN", "PLAIN", "CRAM-MD5")
+    service, log = service_for(tmp_path, "auth_mechanisms = login cram-md5 digest-md5\n")
+    assert service.mechanisms == ("LOGIN", "CRAM-MD5")
+    assert ("warning", "auth_mechanisms: DIGEST-MD5 not served on the auth socket by roost "
+                       "yet") in log.lines
