@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from roost.config.diagnostics import Diagnostics
+from roost.config.master_cf import active_services
 from roost.log import LogSetup
 
 
@@ -35,6 +37,7 @@ class ServiceSpec:
     listeners: tuple  # every Listener of this service
     pool_size: int
     dovecot: bool  # a Dovecot-side service (logs in Dovecot's format)
+    settings: object = None  # a background service's Settings (listener-less); else None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -60,6 +63,24 @@ def plan_services(config, cpus: int | None = None) -> list[ServiceSpec]:
         specs.append(ServiceSpec(name=name, handler=handler, listeners=tuple(listeners),
                                  pool_size=pool_size(maxproc, cpus),
                                  dovecot=is_dovecot_listener(listeners[0])))
+    return specs + background_services(config)
+
+
+# master.cf commands that roost runs as one socket-less background process each (the
+# queue manager also does pickup's job: maildrop/ is one of the directories it watches).
+BACKGROUND_COMMANDS = ("qmgr",)
+
+
+def background_services(config) -> list[ServiceSpec]:
+    """One single-process pool per active master.cf service in BACKGROUND_COMMANDS."""
+    specs = []
+    for service in active_services(getattr(config, "services", ()) or ()):
+        command = os.path.basename(service.command or "")
+        if command in BACKGROUND_COMMANDS and service.type == "unix":
+            settings = config.main.with_overrides(service.overrides, service.file,
+                                                  service.line, Diagnostics())
+            specs.append(ServiceSpec(name=service.name, handler=command, listeners=(),
+                                     pool_size=1, dovecot=False, settings=settings))
     return specs
 
 
@@ -73,7 +94,7 @@ def service_logger(spec: ServiceSpec, logs: LogSetup):
     `$syslog_name/<handler>` (per-service syslog_name override honoured) for Postfix ones."""
     if spec.dovecot:
         return logs.dovecot(dovecot_service_name(spec))
-    settings = spec.listeners[0].settings
+    settings = spec.listeners[0].settings if spec.listeners else spec.settings
     try:
         syslog_name = settings.get("syslog_name") or "postfix"
     except Exception:

@@ -7,6 +7,10 @@ implementation plugs in by providing, in the module named in HANDLER_MODULES (or
     def make_service(context: roost.net.server.ServiceContext) -> ConnectionHandler
     async def handler(conn: roost.net.server.Connection) -> None
 
+A background service (the queue manager) has no listeners: its handler object carries
+`background`, an async callable `background(stopping: asyncio.Event)` that the worker runs
+until the master stops it.
+
 The factory runs once in each worker process after the fork (open per-process resources
 there); the handler runs once per accepted connection, with asyncio streams, the Listener
 (and its per-service Settings), the Config, the service logger and the listener's TLS context
@@ -37,6 +41,7 @@ HANDLER_MODULES = {
     "imap": "roost.net.imap",
     "pop3": "roost.net.pop3",
     "auth": "roost.net.auth",
+    "qmgr": "roost.queue.qmgr",  # a background service: no listeners (roost.master.plan)
 }
 
 NOT_LANDED = "roost implementation not available yet"

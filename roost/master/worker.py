@@ -91,6 +91,9 @@ async def _serve(plan: WorkerPlan, log) -> None:
     handler = plan.resolved.factory(context)
     server = ServiceServer(handler, plan.config, log)
     await server.start(plan.bound)
+    stopping = asyncio.Event()
+    background = getattr(handler, "background", None)
+    background_task = asyncio.ensure_future(background(stopping)) if background else None
 
     stop = asyncio.Event()
     retire = asyncio.Event()
@@ -113,9 +116,18 @@ async def _serve(plan: WorkerPlan, log) -> None:
     os.write(plan.status_fd, READY_RECORD.pack(os.getpid()))
 
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(retire.wait())]
+    if background_task is not None:
+        waiters.append(background_task)  # a background service that ends ends its worker
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters:
+    for waiter in waiters[:2]:
         waiter.cancel()
+    if background_task is not None:
+        stopping.set()
+        done, _ = await asyncio.wait([background_task], timeout=plan.grace)
+        if not done:
+            background_task.cancel()
+        elif background_task.exception() is not None:
+            raise background_task.exception()
     server.stop_accepting()
     if not stop.is_set():
         await server.drain(None, interrupt=stop)

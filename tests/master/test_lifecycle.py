@@ -463,3 +463,48 @@ def reap(process) -> None:
         process.kill()
         process.wait()
     process.stderr.close()
+
+
+BACKGROUND_MASTER = """
+import asyncio, os, sys
+from roost.master import services
+from roost.master.master import run_master
+
+def make_service(context):
+    async def handle(conn):
+        pass
+
+    async def background(stopping):
+        marker = os.path.join(sys.argv[1], "qmgr-" + str(os.getpid()))
+        with open(marker, "w") as f:
+            f.write(context.name)
+        await stopping.wait()
+        with open(marker, "a") as f:
+            f.write(" stopped")
+
+    handle.background = background
+    return handle
+
+services.register_handler("qmgr", make_service)
+sys.exit(run_master(sys.argv[1], foreground=True, console_fd=2))
+"""
+
+
+def test_background_service_runs_once_and_stops_cleanly(instance):
+    """master.cf's `qmgr unix ... qmgr` becomes one socket-less worker running its
+    `background` coroutine until the master stops (roost.master.plan.background_services)."""
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", BACKGROUND_MASTER, instance.dir],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:
+            if "is running: PID:" in line:
+                break
+        markers = wait_until(lambda: [n for n in os.listdir(instance.dir) if n.startswith("qmgr-")])
+        assert len(markers) == 1, markers
+        stop_foreground(process)
+        with open(os.path.join(instance.dir, markers[0])) as marker:
+            assert marker.read() == "qmgr stopped"
+    finally:
+        reap(process)
