@@ -390,7 +390,7 @@ def template_values(plan: Plan) -> dict[str, str]:
         "login_user": plan.login_user,
         "cert_file": plan.cert_file, "key_file": plan.key_file, "domain": plan.domain,
         "users_file": users_file, "mail_directory": plan.mail_directory,
-        "vmail_uid": str(plan.vmail.uid),
+        "vmail_uid": str(plan.vmail.uid), "vmail_gid": str(plan.vmail.gid),
         "lmtp_socket": os.path.join(plan.queue_directory, "private", "dovecot-lmtp"),
         "auth_socket": os.path.join(plan.queue_directory, "private", "auth"),
         "socket_user": plan.mail_owner.name, "socket_group": plan.mail_owner.group,
