@@ -138,6 +138,9 @@ def flush(config_dir: str) -> int:
     if not pid:
         _say("fatal: cannot flush the mail queue: the roost mail system is not running")
         return 1
-    _say("fatal: cannot flush the mail queue: the queue manager is not part of this roost "
-         "version yet, so no mail is queued")
-    return 1
+    from roost.qmgr.trigger import send_request  # noqa: PLC0415 - only this command needs it
+
+    if not send_request(load_config(config_dir).main.get("queue_directory"), "F"):
+        _say("fatal: cannot flush the mail queue: the queue manager does not answer")
+        return 1
+    return 0

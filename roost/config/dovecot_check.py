@@ -36,7 +36,11 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "postmaster_address", "hostname", "last_valid_uid", "first_valid_gid",
         "last_valid_gid", "default_internal_user",
         "default_internal_group", "default_login_user", "default_process_limit",
-        "log_timestamp", "auth_username_chars", "auth_verbose")),
+        "log_timestamp", "auth_username_chars", "auth_verbose", "mail_home", "mail_fsync",
+        "mail_plugins", "maildir_copy_with_hardlinks", "login_greeting", "pop3_lock_session",
+        "pop3_logout_format", "lmtp_add_received_header", "lmtp_hdr_delivery_address",
+        "lmtp_rcpt_check_quota", "mail_temp_dir", "mbox_dotlock_change_timeout",
+        "mbox_lock_timeout", "quota_full_tempfail")),
     "passdb": frozenset(("driver", "args", "default_fields", "override_fields", "deny",
                          "result_success", "result_failure", "result_internalfail", "skip")),
     "userdb": frozenset(("driver", "args", "default_fields", "override_fields",
@@ -45,9 +49,10 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "inet_listener": frozenset(("address", "port", "ssl")),
     "unix_listener": frozenset(("mode", "user", "group")),
     "fifo_listener": frozenset(),
-    "namespace": frozenset(("inbox",)),
+    "namespace": frozenset(("inbox", "separator", "prefix")),
     "mailbox": frozenset(("special_use", "auto")),
-    "plugin": frozenset(("quota_rule",)),
+    "plugin": frozenset(("quota_rule", *(f"quota_rule{n}" for n in range(2, 10)), "quota_grace",
+                         "quota_exceeded_message")),
 }
 # Of SUPPORTED (understood: typed, defaulted, printed by doveconf), what roost acts on today.
 # The rest is reported as not implemented yet, never silently ignored; grow this as the
@@ -57,14 +62,30 @@ ACTED_ON: dict[str, frozenset[str]] = {
                          "log_path", "info_log_path", "log_timestamp", "default_process_limit",
                          # the auth socket (roost.net.auth) and the lookup chain
                          "auth_mechanisms", "auth_username_format", "auth_default_realm",
-                         "auth_failure_delay", "auth_username_chars", "auth_verbose")),
-    # disable_plaintext_auth and login_trusted_networks join with the IMAP/POP3 logins: the
-    # auth socket leaves that decision to its client, as Dovecot's does.
+                         "auth_failure_delay", "auth_username_chars", "auth_verbose",
+                         # the mail store (roost.store.location, roost.store.maildir)
+                         "mail_location", "mail_home", "mail_uid", "mail_gid",
+                         "first_valid_uid", "last_valid_uid", "first_valid_gid",
+                         "last_valid_gid", "mail_fsync", "mail_plugins",
+                         "maildir_copy_with_hardlinks",
+                         # the IMAP/POP3 logins (roost.net.login) and POP3 (roost.net.pop3)
+                         "disable_plaintext_auth", "login_trusted_networks", "login_greeting",
+                         "pop3_uidl_format", "pop3_lock_session", "pop3_logout_format",
+                         # IMAP (roost.net.imap)
+                         "imap_max_line_length",
+                         # LMTP (roost.net.lmtp, roost.lmtp) and the mbox store
+                         "hostname", "recipient_delimiter", "lmtp_save_to_detail_mailbox",
+                         "lmtp_add_received_header", "lmtp_rcpt_check_quota",
+                         "lmtp_hdr_delivery_address", "quota_full_tempfail", "mail_temp_dir",
+                         "mbox_lock_timeout", "mbox_dotlock_change_timeout")),
     "passdb": SUPPORTED["passdb"],
     "userdb": SUPPORTED["userdb"],
     "service": SUPPORTED["service"],
     "inet_listener": SUPPORTED["inet_listener"],
     "unix_listener": SUPPORTED["unix_listener"],
+    "namespace": SUPPORTED["namespace"],
+    "mailbox": SUPPORTED["mailbox"],
+    "plugin": SUPPORTED["plugin"],  # quota_rule (roost.store.quota)
 }
 SUPPORTED_SERVICES = ("imap-login", "pop3-login", "lmtp", "auth")
 SUPPORTED_PASSDB_DRIVERS = ("passwd-file", "passwd", "shadow", "pam", "static")

@@ -300,6 +300,9 @@ class Settings:
             for service in self._services or ():
                 values.extend(value for _, value in service.overrides)
             cached = referenced_names(values)
+            classes = self._main.get("smtpd_restriction_classes")
+            if classes is not None:  # their names are parameters too (postconf does not warn)
+                cached |= set(split_list(classes.value))
             self._user_defined_cache = cached
         return cached
 

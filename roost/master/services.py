@@ -41,7 +41,7 @@ HANDLER_MODULES = {
     "imap": "roost.net.imap",
     "pop3": "roost.net.pop3",
     "auth": "roost.net.auth",
-    "qmgr": "roost.queue.qmgr",  # a background service: no listeners (roost.master.plan)
+    "qmgr": "roost.qmgr",  # a background service: no listeners (roost.master.plan)
 }
 
 NOT_LANDED = "roost implementation not available yet"

@@ -22,6 +22,7 @@ Security: runs with the privileges the master has after its drop to mail_owner.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import struct
@@ -63,6 +64,7 @@ def run_worker(plan: WorkerPlan) -> None:
     try:
         set_process_name(f"roost-{plan.spec.handler}")
         log = service_logger(plan.spec, plan.logs)
+        _route_library_logging(log)
         asyncio.run(_serve(plan, log))
         code = 0
     except BaseException as exc:  # noqa: BLE001 - whatever happens, report it and leave
@@ -72,6 +74,30 @@ def run_worker(plan: WorkerPlan) -> None:
             log.fatal(f"worker of service {plan.spec.name}: {type(exc).__name__}: {exc}{place}")
     finally:
         os._exit(code)
+
+
+class _ServiceLogHandler(logging.Handler):
+    """Lines that library-style modules write with `logging` (roost.store...) go to the
+    service's own log, in its Postfix or Dovecot format."""
+
+    def __init__(self, log):
+        super().__init__(logging.INFO)
+        self.service_log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = ("error" if record.levelno >= logging.ERROR else
+                 "warning" if record.levelno >= logging.WARNING else "info")
+        try:
+            getattr(self.service_log, level)(record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never break serving
+            pass
+
+
+def _route_library_logging(log) -> None:
+    root = logging.getLogger("roost")
+    root.handlers[:] = [_ServiceLogHandler(log)]
+    root.setLevel(logging.INFO)
+    root.propagate = False
 
 
 def _exception_handler(log):

@@ -95,6 +95,17 @@ def new_session_id() -> str:
     return f"{os.getpid():x}{next(_session_counter):x}{secrets.token_hex(2)}"
 
 
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """TCP_NODELAY: replies to pipelined commands go out at once (Nagle plus the client's
+    delayed ACK would hold each small reply back ~40 ms)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 def _address(sockname) -> tuple[str, int | None]:
     if isinstance(sockname, tuple) and len(sockname) >= 2:
         return str(sockname[0]), int(sockname[1])
@@ -137,6 +148,7 @@ class ServiceServer:
             self._tasks.add(task)
             conn = None
             try:
+                _no_delay(writer)
                 peer_host, peer_port = _address(writer.get_extra_info("peername"))
                 local_host, local_port = _address(writer.get_extra_info("sockname"))
                 conn = Connection(

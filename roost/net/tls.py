@@ -45,12 +45,14 @@ def server_context(cert_file: str, key_file: str | None = None) -> ssl.SSLContex
 
 
 def postfix_context(settings) -> ssl.SSLContext:
-    """The context of a Postfix smtpd listener from its (per-service) settings."""
-    cert = settings.get("smtpd_tls_cert_file")
-    key = settings.get("smtpd_tls_key_file") or cert
-    if not cert:
-        raise TLSSetupError("smtpd_tls_cert_file is not set")
-    return server_context(cert, key)
+    """The context of a Postfix smtpd listener from its (per-service) settings: certificate
+    or chain files, protocols and cipher grades (roost.smtpd.tlsconfig)."""
+    from roost.smtpd.tlsconfig import server_context as smtpd_server_context
+
+    try:
+        return smtpd_server_context(settings)
+    except (ValueError, ssl.SSLError, OSError) as exc:
+        raise TLSSetupError(str(exc)) from None
 
 
 def dovecot_context(ssl_cert: str | None, ssl_key: str | None) -> ssl.SSLContext:

@@ -15,7 +15,7 @@ SHAPES_OTHER_VALUES = {"config_directory", "compatibility_level", "mydomain"}
 
 
 def names_read_by_code() -> set[str]:
-    getter = re.compile(r"""\.(?:get|bool|int|time|size|list|raw)\(\s*["']([a-z0-9_]+)["']""")
+    getter = re.compile(r"""\.(?:get|bool|int|time|size|list|raw)\(\s*["']([A-Za-z0-9_]+)["']""")
     found = set()
     for path in ROOST.rglob("*.py"):
         if path.name in MACHINERY and path.parent.name == "config":

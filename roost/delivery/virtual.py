@@ -1,0 +1,121 @@
+"""virtual(8): delivery to mailboxes of virtual_mailbox_domains, without system accounts.
+
+postconf(5) / virtual(8): the recipient is looked up in virtual_mailbox_maps as `user@domain`
+(then without its recipient_delimiter extension, then `@domain` as catch-all); the result is a
+path under virtual_mailbox_base, a Maildir when it ends in `/`, else an mbox file.
+virtual_uid_maps / virtual_gid_maps give the owner by the same keys (`static:5000` is usual);
+an uid below virtual_minimum_uid is a configuration error and defers, as Postfix does.
+virtual_mailbox_limit caps the size of an mbox file or of one Maildir file. Delivery headers
+and the Delivered-To loop check are local(8)'s (roost.delivery.mailbox / local).
+
+Results: relay=virtual, `delivered to maildir` / `delivered to mailbox`; unknown recipients
+bounce `unknown user: "user@domain"` (5.1.1).
+
+Invariants: `deliver` never raises; a mailbox path never escapes virtual_mailbox_base (`..`
+components are refused).
+Security: writes happen with the mailbox's uid/gid (roost.delivery.privileges), never root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from roost.delivery import BOUNCED, DEFERRED, SENT, DeliveryRequest, Recipient, RecipientResult
+from roost.delivery.local import delivered_to_values
+from roost.delivery.logline import Timer, log_results
+from roost.delivery.mailbox import MailboxError, append_mbox, deliver_maildir, delivery_headers
+from roost.delivery.privileges import run_as
+from roost.tables import open_table
+from roost.tables.access import split_extension
+from roost.tables.base import TableError
+
+
+def _keys(address: str, delimiter: str) -> list[str]:
+    local, _, domain = address.lower().rpartition("@")
+    keys = [f"{local}@{domain}"]
+    user, extension = split_extension(local, delimiter)
+    if extension:
+        keys.append(f"{user}@{domain}")
+    keys.append(f"@{domain}")
+    return keys
+
+
+def _lookup(references: tuple[str, ...], keys: list[str]) -> str | None:
+    for reference in references:
+        table = open_table(reference)
+        for key in keys:
+            value = table.lookup(key)
+            if value is not None:
+                return value.strip()
+    return None
+
+
+def _maildir(path: str, headers: bytes, opener, limit: int) -> str:
+    with opener() as source:
+        return deliver_maildir(path, headers, source, size_limit=limit)
+
+
+def _mbox(path: str, sender: str, headers: bytes, opener, limit: int) -> int:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with opener() as source:
+        return append_mbox(path, sender, headers, source, size_limit=limit)
+
+
+async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, loops: set[str]) -> RecipientResult:
+    address = recipient.address
+
+    def result(status: str, dsn: str, text: str) -> RecipientResult:
+        return RecipientResult(recipient, status, dsn, text, "virtual")
+
+    if address.lower() in loops:
+        return result(BOUNCED, "5.4.6", f"mail forwarding loop for {address}")
+    keys = _keys(address, settings.get("recipient_delimiter"))
+    try:
+        path = _lookup(settings.list("virtual_mailbox_maps"), keys)
+        uid_text = _lookup(settings.list("virtual_uid_maps"), keys) if path else None
+        gid_text = _lookup(settings.list("virtual_gid_maps"), keys) if path else None
+    except TableError as exc:
+        return result(DEFERRED, "4.3.0", f"virtual_mailbox_maps lookup failure: {exc}")
+    if path is None:
+        return result(BOUNCED, "5.1.1", f'unknown user: "{address}"')
+    if not uid_text or not uid_text.isdigit():
+        return result(DEFERRED, "4.3.0", f"recipient {address}: uid not found in virtual_uid_maps")
+    if not gid_text or not gid_text.isdigit():
+        return result(DEFERRED, "4.3.0", f"recipient {address}: gid not found in virtual_gid_maps")
+    uid, gid = int(uid_text), int(gid_text)
+    if uid < settings.int("virtual_minimum_uid"):
+        return result(DEFERRED, "4.3.0", f"recipient {address}: bad uid {uid} in virtual_uid_maps")
+    if path.startswith("/") or ".." in path.split("/"):
+        return result(DEFERRED, "4.3.0", f"recipient {address}: bad mailbox path {path!r} in virtual_mailbox_maps")
+    full = os.path.join(settings.get("virtual_mailbox_base"), path)
+    headers = delivery_headers(request.sender, recipient.original or address, address)
+    limit = settings.size("virtual_mailbox_limit")
+    try:
+        if path.endswith("/"):
+            await asyncio.to_thread(run_as, uid, gid, _maildir, full, headers, request.content, limit)
+            return result(SENT, "2.0.0", "delivered to maildir")
+        await asyncio.to_thread(run_as, uid, gid, _mbox, full, request.sender, headers, request.content, limit)
+        return result(SENT, "2.0.0", "delivered to mailbox")
+    except MailboxError as exc:
+        return result(DEFERRED if exc.temporary else BOUNCED, exc.dsn, exc.text)
+    except OSError as exc:
+        return result(DEFERRED, "4.2.0", f"cannot deliver to {full}: {exc}")
+
+
+async def deliver(request: DeliveryRequest, settings, *, resolver=None, log) -> list[RecipientResult]:
+    timer = Timer(request)
+    results = []
+    try:
+        loops = delivered_to_values(request.content)
+    except Exception:
+        loops = set()
+    for recipient in request.recipients:
+        try:
+            outcome = await deliver_one(request, recipient, settings, loops)
+        except Exception as exc:   # the contract: never raise
+            outcome = RecipientResult(recipient, DEFERRED, "4.3.0", f"unexpected error in virtual delivery: {exc!r}",
+                                      "virtual")
+        results.append(outcome)
+    log_results(log, request.queue_id, results, timer)
+    return results

@@ -1,0 +1,1 @@
+"""Parts of the login processes (pop3-login, imap-login) that touch no socket: the log lines."""

@@ -1,0 +1,159 @@
+"""One `* n FETCH (...)` response from parsed FETCH items (RFC 3501 §6.4.5, §7.4.2; RFC 9051;
+RFC 3516 BINARY; RFC 7162 MODSEQ).
+
+Data items: FLAGS, INTERNALDATE, RFC822.SIZE, UID, MODSEQ, ENVELOPE, BODY, BODYSTRUCTURE,
+RFC822 (= BODY[]), RFC822.HEADER (= BODY.PEEK[HEADER]), RFC822.TEXT (= BODY[TEXT]),
+BODY[section]<partial>, BINARY[section]<partial>, BINARY.SIZE[section]. Order and forms are
+Dovecot 2.3's (observed): UID first for UID FETCH; then the cheap items (INTERNALDATE,
+RFC822.SIZE, FLAGS, UID, MODSEQ) in request order, then an implicit MODSEQ (CHANGEDSINCE /
+CONDSTORE) and an implicit FLAGS (after \\Seen was set), then the rest in request order.
+Section data is always a literal ({0} for a missing part), BINARY data a literal8 `~{n}`
+when a transfer encoding was removed or it holds NUL, BINARY.SIZE of a missing part 0.
+
+`sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
+BINARY[...], RFC822, RFC822.TEXT without .PEEK). Raises FetchFailed for BINARY of an unknown
+transfer encoding: the session sends its partial response and `NO [UNKNOWN-CTE]` (RFC 3516
+§4.3), ending the command as Dovecot does.
+Invariants: the message is loaded at most once and only when an item needs it.
+Security: every value goes out through the quoting helpers or as a counted literal.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from roost.message.analysis import Analysis, analyse
+from roost.message.mime import Part, find_part, parse_message
+from roost.message.sections import UnknownEncoding, binary_decoded, binary_size, extract, partial
+from roost.proto.imap.commands import FetchItem, Section
+from roost.proto.imap.quote import literal
+from roost.proto.imap.response import fetch, internal_date, message_flags
+
+CHEAP = ("INTERNALDATE", "RFC822.SIZE", "FLAGS", "UID", "MODSEQ")
+_STREAM_ITEMS = {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BINARY", "BINARY.SIZE"}
+
+
+class FetchFailed(Exception):
+    """An item could not be produced (BINARY of an unknown transfer encoding). Dovecot still
+    sends the items before it (observed): `response` is that partial `* n FETCH`, or None."""
+
+    def __init__(self, response: bytes | None, encoding: str):
+        super().__init__(encoding)
+        self.response = response
+
+
+def sets_seen(items: tuple[FetchItem, ...]) -> bool:
+    return any((i.name in ("BODY", "BINARY") and i.section is not None and not i.peek)
+               or i.name in ("RFC822", "RFC822.TEXT") for i in items)
+
+
+def needs_message(items: tuple[FetchItem, ...]) -> bool:
+    """Whether rendering reads the message (cached Analysis covers the structures)."""
+    return any(i.name in _STREAM_ITEMS and (i.section is not None or i.name.startswith("RFC822"))
+               for i in items)
+
+
+class _Message:
+    def __init__(self, load: Callable[[], bytes], analysis: Analysis | None):
+        self._load = load
+        self._data: bytes | None = None
+        self._root: Part | None = None
+        self.analysis = analysis
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    @property
+    def root(self) -> Part:
+        if self._root is None:
+            self._root = parse_message(self.data)
+        return self._root
+
+    def structures(self) -> Analysis:
+        if self.analysis is None:
+            self.analysis = analyse(self.data)
+        return self.analysis
+
+
+
+
+def _section_value(message: _Message, item: FetchItem) -> bytes:
+    section = item.section or Section()
+    if item.name == "BINARY.SIZE":
+        if section.text is not None:
+            return b"%d" % len(extract(message.data, message.root, section) or b"")
+        return b"%d" % binary_size(message.data, message.root, section.part)
+    decoded = False
+    if item.name == "BINARY" and section.text is None:
+        value, decoded = binary_decoded(message.data, message.root, section.part)
+    else:
+        value = extract(message.data, message.root, section)
+    value = value or b""
+    binary_form = decoded or (item.name == "BINARY" and b"\x00" in value)  # before any partial
+    if item.partial is not None:
+        value = partial(value, item.partial[0], item.partial[1])
+    return b"~" + literal(value) if binary_form else literal(value)
+
+
+def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], bytes], *,
+           analysis: Analysis | None = None, uid_command: bool = False, seen_set: bool = False,
+           include_modseq: bool = False, recent: bool = False, keyword_order=None) -> bytes:
+    """The FETCH response for one message; `info` already carries any \\Seen just set."""
+    message = _Message(load, analysis)
+
+    def value(name: str, item: FetchItem | None = None) -> bytes:
+        if name == "FLAGS":
+            return message_flags(info.flags, info.keywords, recent, keyword_order)
+        if name == "INTERNALDATE":
+            return internal_date(info.internal_date)
+        if name == "RFC822.SIZE":
+            return b"%d" % info.size
+        if name == "UID":
+            return b"%d" % info.uid
+        if name == "MODSEQ":
+            return b"(%d)" % info.modseq
+        if name == "ENVELOPE":
+            return message.structures().envelope
+        if name == "BODYSTRUCTURE":
+            return message.structures().bodystructure
+        if name == "BODY" and (item is None or item.section is None):
+            return message.structures().body
+        if name == "RFC822":
+            return literal(extract(message.data, message.root, Section()) or b"")
+        if name == "RFC822.HEADER":
+            return literal(extract(message.data, message.root, Section((), "HEADER")) or b"")
+        if name == "RFC822.TEXT":
+            return literal(extract(message.data, message.root, Section((), "TEXT")) or b"")
+        return _section_value(message, item)
+
+    out: list[tuple[str, bytes]] = []
+    seen_labels: set[str] = set()
+
+    def add(label: str, name: str, item: FetchItem | None = None) -> None:
+        if label not in seen_labels:
+            seen_labels.add(label)
+            out.append((label, value(name, item)))
+
+    if uid_command:
+        add("UID", "UID")
+    for item in items:
+        if item.name in CHEAP:
+            add(item.label, item.name, item)
+    if include_modseq:
+        add("MODSEQ", "MODSEQ")
+    if seen_set:
+        add("FLAGS", "FLAGS")
+    for item in items:
+        if item.name not in CHEAP:
+            try:
+                add(item.label, item.name, item)
+            except UnknownEncoding as error:
+                raise FetchFailed(fetch(seq, out) if out else None, str(error)) from None
+    return fetch(seq, out)
+
+
+def part_exists(root: Part, path: tuple[int, ...]) -> bool:
+    return find_part(root, list(path)) is not None

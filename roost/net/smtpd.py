@@ -1,0 +1,641 @@
+"""smtpd(8): the SMTP server's socket loop around roost.proto.smtp.machine.
+
+One `SmtpSession` per client: banner (`220 smtpd_banner`), then bytes from the socket go into
+the machine and its events are answered with roost.policy.SmtpPolicy (restrictions at each
+stage), the Dovecot auth client (AUTH, `smtpd_sasl_type = dovecot`) and
+roost.cleanup.CleanupService (DATA/BDAT content streamed into the queue file; `250 2.0.0 Ok:
+queued as ID` only after `finish()` — fsync of file and directory — returned, run in a
+thread). RFC 5321, RFC 2920 (replies are flushed only when no pipelined input is waiting),
+RFC 3207 (STARTTLS; wrapper mode is done by roost.net.server for tls_wrapper listeners).
+
+Limits (postconf(5)): smtpd_timeout (`421 4.4.2 host Error: timeout exceeded`),
+smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit (`421 4.7.0 host
+Error: too many errors`), smtpd_client_connection_count_limit (per worker process; clients
+in smtpd_client_event_limit_exceptions networks are exempt), message_size_limit while the
+content streams, line_length_limit and smtpd_recipient_limit in the machine.
+
+Invariants: a client that disappears before the final reply leaves no queue file (abort);
+one session's exception never reaches another; every log line is Postfix's.
+Security: after `220 Ready to start TLS` every byte already received — in the machine and
+in the StreamReader's buffer — is dropped before the handshake (CVE-2011-0411 class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from roost.net.dovecot_auth_client import DovecotAuthClient, filter_mechanisms
+from roost.net.server import Connection, ServiceContext
+from roost.proto.smtp import events as E
+from roost.proto.smtp import reply as R
+from roost.proto.smtp.machine import SmtpServerMachine
+from roost.proto.smtp.reply import Reply
+from roost.smtpd import logtext
+from roost.smtpd.config import machine_settings, session_limits, with_mechanisms
+from roost.smtpd.hosts import HostsTable
+
+READ_SIZE = 256 * 1024
+PEER_LOOKUP_TIMEOUT = 5.0
+
+
+@dataclass
+class ServiceState:
+    """Per worker process: shared by the sessions of every listener of this service."""
+
+    context: Any
+    policy_factory: Callable | None
+    cleanup_factory: Callable | None
+    connections: dict = field(default_factory=dict)  # client address -> open sessions
+    _policies: dict = field(default_factory=dict)
+    _cleanups: dict = field(default_factory=dict)
+    _settings: dict = field(default_factory=dict)
+
+    def listener_settings(self, conn):
+        """(SessionLimits, MachineSettings) of conn's listener, computed once per listener."""
+        key = (id(conn.listener), conn.tls, conn.ssl_context is not None)
+        if key not in self._settings:
+            settings = conn.listener.settings
+            self._settings[key] = (session_limits(settings), machine_settings(
+                settings, tls_wrapper=conn.listener.tls_wrapper or conn.tls,
+                tls_possible=conn.ssl_context is not None))
+        return self._settings[key]
+
+    def policy(self, listener, log):
+        key = id(listener)
+        if key not in self._policies:
+            self._policies[key] = self.policy_factory(listener.settings, log) if self.policy_factory else None
+        return self._policies[key]
+
+    def cleanup(self, listener, log):
+        key = id(listener)
+        if key not in self._cleanups:
+            self._cleanups[key] = (self.cleanup_factory(listener.settings, self.cleanup_log or log)
+                                   if self.cleanup_factory else None)
+        return self._cleanups[key]
+
+    @property
+    def cleanup_log(self):
+        """cleanup's lines go out as `postfix/cleanup[pid]`, as Postfix's cleanup(8) writes them."""
+        setup = getattr(self.context, "log_setup", None)
+        if setup is None:
+            return None
+        try:
+            return setup.postfix("cleanup", self.context.config.main.get("syslog_name"))
+        except Exception:
+            return None
+
+
+def _default_policy_factory():
+    try:
+        from roost.net.dns import Resolver
+        from roost.policy import SmtpPolicy
+    except ImportError:
+        return None
+
+    def factory(settings, log):
+        return SmtpPolicy(settings, resolver=Resolver(), log=log)
+    return factory
+
+
+def _default_cleanup_factory():
+    try:
+        from roost.cleanup import CleanupService
+    except ImportError:
+        return None
+    return CleanupService
+
+
+def _state_class():
+    try:
+        from roost.policy.state import SmtpState
+        return SmtpState
+    except ImportError:
+        return None
+
+
+def make_service(ctx: ServiceContext, *, policy_factory=None, cleanup_factory=None):
+    """Registry entry point (roost.master.services): the handler for smtpd listeners."""
+    state = ServiceState(ctx, policy_factory or _default_policy_factory(),
+                         cleanup_factory or _default_cleanup_factory())
+
+    async def handler(conn: Connection) -> None:
+        await SmtpSession(conn, state).run()
+
+    return handler
+
+
+def _exempt(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for item in networks:
+        try:
+            if ip in ipaddress.ip_network(item.strip("[]"), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+class SmtpSession:
+    def __init__(self, conn: Connection, service: ServiceState):
+        self.conn = conn
+        self.service = service
+        self.settings = conn.settings
+        self.log = conn.log
+        self.limits, base_settings = service.listener_settings(conn)
+        self.machine = SmtpServerMachine(base_settings)
+        self.hostname = self.machine.settings.hostname
+        self.client_name = "unknown"
+        self.reverse_name = "unknown"
+        self.who = logtext.client("unknown", conn.peer_host or "127.0.0.1")
+        self.policy = service.policy(conn.listener, self.log)
+        self.cleanup = service.cleanup(conn.listener, self.log)
+        self.auth_client: DovecotAuthClient | None = None
+        self.auth_ready = False
+        self.sasl_method: str | None = None
+        self.sasl_username: str | None = None
+        self.auth_mechanism: str | None = None
+        self.connect_reject: Reply | None = None
+        self.out: list[bytes] = []
+        self.helo_protocol = "SMTP"
+        self.pipelining_logged = False
+        self.tls_info: str | None = None
+        self._reset_message()
+
+    # --- transaction state ----------------------------------------------------------------
+    def _reset_message(self) -> None:
+        self.message = None
+        self.message_size = 0
+        self.complete_bytes = 0
+        self.last_content_byte = b""
+        self.content_error: Reply | None = None
+        self.recipients: list = []  # (address, params)
+        self.sender: str | None = None
+        self.mail_params = None
+        self.pipelined = False
+
+    def _abort_message(self) -> None:
+        if self.message is not None:
+            try:
+                self.message.abort()
+            except Exception as exc:
+                self.log.warning(f"{self.message.queue_id}: abort: {exc}")
+        self.message = None
+
+    def _policy_state(self, **changes):
+        cls = _state_class()
+        fields = dict(
+            client_address=self.conn.peer_host, client_port=self.conn.peer_port,
+            client_name=self.client_name, reverse_client_name=self.reverse_name,
+            helo_name=self.machine.helo_name, protocol=self.helo_protocol,
+            sender=self.sender, recipient=None, sasl_method=self.sasl_method,
+            sasl_username=self.sasl_username, tls=self.machine.tls_active,
+            recipient_count=len(self.recipients),
+            message_size=self.mail_params.size if self.mail_params else None,
+            pipelined=self.pipelined, queue_id=self.message.queue_id if self.message else None,
+            instance=self.conn.session_id)
+        fields.update(changes)
+        if cls is None:
+            from types import SimpleNamespace
+            return SimpleNamespace(**fields)
+        return cls(**fields)
+
+    async def _check(self, stage: str, **changes) -> Reply | None:
+        if self.policy is None:  # fail closed: never an open relay for want of a policy
+            if stage in ("rcpt", "data", "end_of_data"):
+                self.log.warning("restriction module roost.policy is not available")
+                return R.CONFIG_ERROR
+            return None
+        result = await getattr(self.policy, f"check_{stage}")(self._policy_state(**changes))
+        if getattr(result, "log", None):
+            self.log.info(result.log)
+        return result.reply
+
+    # --- output ---------------------------------------------------------------------------
+    async def _send(self, data: bytes, flush: bool = False) -> None:
+        self.out.append(data)
+        if flush or not self.machine.buffered:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self.out:
+            self.conn.writer.write(b"".join(self.out))
+            self.out.clear()
+            await self.conn.writer.drain()
+
+    async def _reply(self, reply) -> None:
+        first = reply[0] if isinstance(reply, list) else reply
+        if first.code >= 400 and self.machine.error_count + 1 > self.limits.soft_error_limit:
+            await self._flush()
+            await asyncio.sleep(self.limits.error_sleep_time)  # smtpd_error_sleep_time
+        await self._send(self.machine.reply(reply))
+
+    # --- main loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        address = self.conn.peer_host
+        limit = self.limits.connection_count_limit
+        count = self.service.connections.get(address, 0) + 1
+        self.service.connections[address] = count
+        try:
+            await self._lookup_client()
+            self.log.info(logtext.connect(self.who))
+            exceptions = self._list("smtpd_client_event_limit_exceptions")
+            if limit and count > limit and not _exempt(address, exceptions):
+                self.log.warning(f"Connection concurrency limit exceeded: {count} from {self.who} "
+                                 f"for service {self.conn.listener.service}")
+                await self._send(Reply(421, "4.7.0", f"{self.hostname} Error: too many connections "
+                                       f"from {address}").to_bytes(), flush=True)
+                return
+            self.connect_reject = await self._check("connect")
+            if self.machine.settings.auth_enabled:
+                await self._prepare_auth()  # as Postfix: the mechanism list before the banner
+            banner = self._get("smtpd_banner", f"{self.hostname} ESMTP")
+            await self._send(Reply(220, None, banner).to_bytes(), flush=True)
+            await self._loop()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            self.log.info(logtext.lost_connection(self.machine.last_command, self.who))
+            del exc
+        finally:
+            self._abort_message()
+            remaining = self.service.connections.get(address, 1) - 1
+            if remaining > 0:
+                self.service.connections[address] = remaining
+            else:
+                self.service.connections.pop(address, None)
+            if self.auth_client is not None:
+                await self.auth_client.close()
+            self.log.info(logtext.disconnect(self.who, self.machine.stats))
+
+    def _get(self, name: str, default: str) -> str:
+        try:
+            return self.settings.get(name)
+        except Exception:
+            return default
+
+    def _list(self, name: str) -> tuple:
+        try:
+            return tuple(self.settings.list(name))
+        except Exception:
+            return ()
+
+    async def _lookup_client(self) -> None:
+        """client_name / reverse_client_name (smtpd_peername_lookup): /etc/hosts first, as the
+        system resolver Postfix uses does, then the policy's DNS resolver; "unknown" when
+        neither names the address (or the forward lookup does not confirm it)."""
+        address = self.conn.peer_host
+        resolver = getattr(self.policy, "resolver", None)
+        try:
+            lookup = self.settings.bool("smtpd_peername_lookup")
+        except Exception:
+            lookup = True
+        hosts_name = _hosts_table().name_of(address) if lookup and address else None
+        if hosts_name:
+            self.reverse_name = hosts_name
+            self.client_name = hosts_name if address in _hosts_table().addresses_of(hosts_name) else "unknown"
+        elif resolver is not None and lookup and address:
+            try:
+                self.reverse_name, self.client_name = await asyncio.wait_for(
+                    _verified_name(resolver, address), PEER_LOOKUP_TIMEOUT)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        self.who = logtext.client(self.client_name, address or "127.0.0.1")
+
+    async def _loop(self) -> None:
+        reader = self.conn.reader
+        while not self.machine.closed:
+            previous_command = self.machine.last_command
+            event = self.machine.next_event()
+            if event is None:
+                await self._flush()
+                try:
+                    async with asyncio.timeout(self.limits.timeout):  # cheaper than wait_for: no task
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    self.log.info(logtext.timeout(self.machine.last_command, self.who))
+                    await self._send(self.machine.close(R.timeout_exceeded(self.hostname)), flush=True)
+                    return
+                if not data:
+                    self.machine.receive_eof()
+                else:
+                    self.machine.receive(data)
+                continue
+            if isinstance(event, E.ConnectionClosed):
+                during = event.during
+                if during in ("DATA", "BDAT") and self.message is not None:
+                    during = f"{during} ({self.complete_bytes} bytes)"  # Postfix: whole lines so far
+                self.log.info(logtext.lost_connection(during, self.who))
+                return
+            if isinstance(event, E.DataContent):
+                self._content(event.data)
+                continue
+            if isinstance(event, E.BdatStart):
+                await self._bdat_start(event)
+                continue
+            if (self.machine.error_count >= self.limits.hard_error_limit
+                    and not isinstance(event, (E.DataEnd, E.BdatEnd, E.AuthResponse))):
+                self.log.info(logtext.too_many_errors(previous_command, self.who))
+                await self._send(self.machine.close(R.too_many_errors(self.hostname)), flush=True)
+                return
+            await self._handle(event)
+
+    # --- commands -------------------------------------------------------------------------
+    async def _handle(self, event) -> None:
+        self.pipelined = bool(getattr(event, "pipelined", False))
+        if (self.pipelined and not self.pipelining_logged
+                and isinstance(event, (E.Helo, E.Data, E.StartTls, E.Quit, E.Vrfy, E.Noop, E.Etrn, E.Auth))):
+            # RFC 2920 §3.1: these must be last in a group; Postfix logs the early bytes once
+            self.pipelining_logged = True
+            self.log.info(logtext.improper_pipelining(self.machine.last_command, self.who, self.machine.peek()))
+        if isinstance(event, E.ProtocolError):
+            await self._reply(event.reply)
+            if event.fatal:
+                await self._flush()
+            return
+        name = type(event).__name__.lower()
+        if self.connect_reject is not None and not isinstance(event, (E.Quit, E.Noop, E.Rset, E.AuthResponse)):
+            await self._reply(self.connect_reject)
+            return
+        await getattr(self, f"_on_{name}")(event)
+
+    async def _on_helo(self, event: E.Helo) -> None:
+        reject = await self._check("helo", helo_name=event.name)
+        if reject:
+            await self._reply(reject)
+            return
+        self._abort_message()
+        self._reset_message()
+        self.helo_protocol = "SMTP" if event.verb == "HELO" else "ESMTP"
+        await self._reply(self.machine.helo_reply(event))
+
+    async def _on_mail(self, event: E.Mail) -> None:
+        reject = await self._check("mail", sender=event.address,
+                                   message_size=event.params.size)
+        if reject:
+            await self._reply(reject)
+            return
+        self.sender = event.address
+        self.mail_params = event.params
+        await self._reply(R.MAIL_OK)
+
+    async def _on_rcpt(self, event: E.Rcpt) -> None:
+        reject = await self._check("rcpt", recipient=event.address)
+        if reject:
+            await self._reply(reject)
+            return
+        self.recipients.append((event.address, event.params))
+        await self._reply(R.RCPT_OK)
+
+    async def _on_data(self, event: E.Data) -> None:
+        reject = await self._check("data")
+        if reject:
+            await self._reply(reject)
+            return
+        problem = await self._open_message()
+        await self._reply(problem or R.START_DATA)
+        await self._flush()
+
+    async def _bdat_start(self, event: E.BdatStart) -> None:
+        if event.first:
+            self.content_error = await self._check("data") or await self._open_message()
+
+    async def _open_message(self) -> Reply | None:
+        if self.cleanup is None:
+            return R.LOCAL_ERROR
+        from roost.cleanup import ClientInfo
+        client = ClientInfo(
+            name=self.client_name, address=self.conn.peer_host, port=self.conn.peer_port,
+            helo=self.machine.helo_name, protocol=self._protocol(), tls=self.tls_info,
+            sasl_method=self.sasl_method, sasl_username=self.sasl_username,
+            session_id=self.conn.session_id)
+        envelope = self.mail_params.envelope() if self.mail_params else {}
+
+        def open_queue_file():  # creates and writes a file: off the event loop
+            message = self.cleanup.open(origin="smtpd", client=client, sender=self.sender or "",
+                                        envelope=envelope)
+            try:
+                for address, params in self.recipients:
+                    message.add_recipient(address, orcpt=params.orcpt, notify=params.notify)
+            except BaseException:
+                message.abort()
+                raise
+            return message
+        try:
+            self.message = await asyncio.to_thread(open_queue_file)
+        except Exception as exc:
+            self.log.warning(f"cleanup open failed: {type(exc).__name__}: {exc}")
+            self._abort_message()
+            return R.LOCAL_ERROR
+        self.message_size = 0
+        self.log.info(logtext.queue_client(self.message.queue_id, self.who, self.sasl_method,
+                                           self.sasl_username))
+        return None
+
+    def _protocol(self) -> str:
+        if self.helo_protocol == "SMTP":
+            return "SMTP"
+        return "ESMTP" + ("S" if self.machine.tls_active else "") + ("A" if self.sasl_username else "")
+
+    def _content(self, data: bytes) -> None:
+        if self.message is None or self.content_error is not None:
+            return
+        newline = data.rfind(b"\n")
+        if newline >= 0:
+            self.complete_bytes = self.message_size + newline + 1
+        self.message_size += len(data)
+        self.last_content_byte = data[-1:] or self.last_content_byte
+        limit = self.limits.message_size_limit
+        if limit and self.message_size > limit:
+            self.content_error = R.SIZE_EXCEEDED  # read to the end, then refuse (RFC 1870 §6.3)
+            self._abort_message()
+            return
+        try:
+            self.message.write(data)
+        except Exception as exc:
+            self.log.warning(f"{self.message.queue_id}: write failed: {exc}")
+            self.content_error = R.LOCAL_ERROR
+            self._abort_message()
+
+    async def _finish(self, bare_newline: bool) -> Reply:
+        if bare_newline and self.machine.settings.bare_newline == "reject":
+            self.log.info(f"NOQUEUE: reject: DATA from {self.who}: bare <LF> received")
+            self.content_error = R.bare_newline(self.hostname, self.machine.settings.bare_newline_code)
+        if self.content_error is None and self.message is not None:
+            reject = await self._check("end_of_data", message_size=self.message_size)
+            if reject:
+                self.content_error = reject
+        if self.content_error is not None or self.message is None:
+            error = self.content_error or R.LOCAL_ERROR
+            self._abort_message()
+            return error
+        message, self.message = self.message, None
+        try:
+            result = await asyncio.to_thread(message.finish)
+        except Exception as exc:
+            self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
+            message.abort()
+            return R.LOCAL_ERROR
+        return result.reply
+
+    async def _on_dataend(self, event: E.DataEnd) -> None:
+        reply = await self._finish(event.bare_newline)
+        self._reset_message()
+        await self._reply(reply)
+
+    async def _on_bdatend(self, event: E.BdatEnd) -> None:
+        if not event.last:
+            await self._reply(self.content_error or R.chunk_ok(event.size))
+            if self.content_error is not None:
+                self._abort_message()
+            return
+        last_byte = self.last_content_byte
+        reply = await self._finish(False)
+        self._reset_message()
+        if reply.code == 250 and reply.text.startswith("Ok: queued as "):
+            # Postfix counts the message as stored: an unterminated last line gets its CRLF
+            size = event.total + (2 if last_byte not in (b"\n", b"") else 0)
+            reply = R.chunk_queued(size, reply.text[len("Ok: queued as "):])
+        await self._reply(reply)
+
+    async def _on_rset(self, event) -> None:
+        self._abort_message()
+        self._reset_message()
+        await self._reply(R.OK)
+
+    async def _on_noop(self, event) -> None:
+        await self._reply(R.OK)
+
+    async def _on_quit(self, event) -> None:
+        await self._reply(R.BYE)
+        await self._flush()
+
+    async def _on_vrfy(self, event: E.Vrfy) -> None:
+        reject = await self._check("rcpt", recipient=event.address)
+        await self._reply(reject or Reply(252, "2.0.0", f"<{event.address}>"))
+
+    async def _on_etrn(self, event: E.Etrn) -> None:
+        await self._reply(Reply(459, None, f"<{event.domain}>: service unavailable"))
+
+    async def _on_starttls(self, event) -> None:
+        await self._reply(R.READY_TLS)
+        await self._flush()
+        reader = self.conn.reader
+        buffered = getattr(reader, "_buffer", None)
+        if buffered:  # RFC 3207 §4.2: plaintext that came with STARTTLS is never executed
+            buffered.clear()
+        try:
+            await asyncio.wait_for(self.conn.writer.start_tls(self.conn.ssl_context),
+                                   self.limits.starttls_timeout)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
+            self.log.warning(f"TLS library problem: {exc}")
+            self.log.info(f"SSL_accept error from {self.who}: {exc}")
+            self.machine.close()
+            return
+        self.conn.tls = True
+        self.tls_info = _tls_details(self.conn.writer)
+        self._abort_message()
+        self._reset_message()
+
+    # --- AUTH -----------------------------------------------------------------------------
+    async def _prepare_auth(self) -> None:
+        self.auth_ready = True
+        sasl_type = self._get("smtpd_sasl_type", "cyrus")
+        if sasl_type != "dovecot":
+            self.log.warning(f"unsupported SASL server implementation: {sasl_type}")
+            return
+        path = self._get("smtpd_sasl_path", "smtpd")
+        client = DovecotAuthClient(path, self._get("queue_directory", ""),
+                                   service=self._get("smtpd_sasl_service", "smtp"))
+        try:
+            await client.connect()
+        except Exception as exc:
+            self.log.warning(f"SASL: Connect to {path} failed: {exc}")
+            return
+        self.auth_client = client
+        plain = filter_mechanisms(client.mechanisms, self._list("smtpd_sasl_security_options") or ("noanonymous",))
+        tls = filter_mechanisms(client.mechanisms, self._list("smtpd_sasl_tls_security_options")
+                                or self._list("smtpd_sasl_security_options") or ("noanonymous",))
+        self.machine.settings = with_mechanisms(self.machine.settings, plain, tls)
+
+    async def _on_auth(self, event: E.Auth) -> None:
+        if self.auth_client is None:
+            await self._reply(R.AUTH_TEMPFAIL)
+            return
+        self.auth_mechanism = event.mechanism
+        outcome = await self.auth_client.start(
+            event.mechanism, event.initial_response, local_ip=self.conn.local_host,
+            remote_ip=self.conn.peer_host, secured=self.machine.tls_active,
+            local_port=self.conn.local_port, remote_port=self.conn.peer_port)
+        await self._auth_outcome(outcome)
+
+    async def _on_authresponse(self, event: E.AuthResponse) -> None:
+        if event.text.strip() == "*":  # RFC 4954 §4: the client cancels
+            await self._reply(R.AUTH_ABORTED)
+            return
+        outcome = await self.auth_client.respond(event.text.strip())
+        await self._auth_outcome(outcome)
+
+    async def _auth_outcome(self, outcome) -> None:
+        if outcome.status == "continue":
+            await self._reply(Reply(334, None, outcome.challenge or ""))
+            await self._flush()
+        elif outcome.status == "ok":
+            self.sasl_method = self.auth_mechanism
+            self.sasl_username = outcome.user
+            await self._reply(R.AUTH_OK)
+        elif outcome.status == "tempfail":
+            await self._reply(R.AUTH_TEMPFAIL)
+        else:
+            reason = outcome.reason or "(reason unavailable)"
+            self.log.warning(logtext.sasl_failed(self.who, self.auth_mechanism or "?", reason))
+            await self._reply(R.auth_failed(reason))
+
+
+_HOSTS: dict = {}
+
+
+def _hosts_table(path: str = "/etc/hosts") -> HostsTable:
+    """The parsed hosts file, re-read when its modification time changes."""
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = None
+    if _HOSTS.get("stamp", -1) != stamp:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            text = ""
+        _HOSTS.update(stamp=stamp, table=HostsTable.parse(text))
+    return _HOSTS["table"]
+
+
+async def _verified_name(resolver, address: str) -> tuple[str, str]:
+    """(reverse name, verified name): PTR, then forward A/AAAA must list the address."""
+    ip = ipaddress.ip_address(address)
+    answer = await resolver.lookup(ip.reverse_pointer, "PTR")
+    if getattr(answer, "status", "") != "ok" or not answer.records:
+        return "unknown", "unknown"
+    name = str(answer.records[0]).rstrip(".")
+    forward = await resolver.lookup(name, "AAAA" if ip.version == 6 else "A")
+    if getattr(forward, "status", "") == "ok" and any(str(r) == address for r in forward.records):
+        return name, name
+    return name, "unknown"
+
+
+def _tls_details(writer) -> str | None:
+    """Postfix's Received-header TLS text: `(using TLSv1.3 with cipher X (256/256 bits))`."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    if not cipher:
+        return None
+    name, version, bits = cipher
+    return f"(using {ssl_object.version()} with cipher {name} ({bits}/{bits} bits))"

@@ -1,0 +1,347 @@
+"""The queue manager: moves messages through incoming → active → deferred and delivers them.
+
+Implements Postfix's qmgr(8) life cycle (QSHAPE_README, qmgr(8), postconf(5)):
+- pickup: local submissions in `maildrop` go through cleanup first (roost.qmgr.pickup);
+- start-up recovery (roost.queue.recovery): files left in `active` go back to `incoming`,
+  corrupt ones are set aside in `corrupt` with Postfix's warning; nothing valid is lost; only
+  complete files (owner-execute bit set by cleanup's finish) are ever picked up;
+- `incoming` is scanned when cleanup pokes the trigger socket (roost.qmgr.trigger) and
+  every second; `deferred` every `queue_run_delay`, taking files whose retry time (kept as
+  the file's modification time, as Postfix does) has come, or all of them on a flush;
+- at most `qmgr_message_active_limit` messages are active; each pending recipient is
+  resolved (roost.qmgr.routing), grouped per (transport, nexthop) in batches, and delivered
+  by the agent of the transport's master.cf command, at most the destination concurrency
+  limit at once (roost.qmgr.schedule);
+- a delivered recipient is marked done in the file at once; when every batch of a message
+  is back, failed recipients are returned to the sender (roost.delivery.notify: RFC 3464
+  report queued through cleanup) and only then marked done, and
+  the message is removed (all done) or moved to `deferred` with its next retry time, unless
+  it outlived maximal_queue_lifetime: then the deferred recipients are returned too
+  (`status=expired, returned to sender`).
+
+Log lines are qmgr's: `ID: from=<s>, size=N, nrcpt=M (queue active)`, `ID: removed`,
+`ID: from=<s>, status=expired, returned to sender`.
+Invariants: a queue file is only renamed or marked, never rewritten; a message is active in
+at most one place; an exception in one delivery defers that batch, never stops the manager.
+Security: only files whose names are queue IDs are touched; nothing is followed out of the
+queue directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable
+
+from roost.delivery import DEFERRED, DeliveryRequest, Recipient, RecipientResult
+from roost.delivery.bounce import FAILURE
+from roost.qmgr.content import open_crlf
+from roost.qmgr.pickup import prepare_maildrop
+from roost.qmgr.routing import Router, split_transport
+from roost.qmgr.schedule import (Batch, batches, concurrency_limit, expired, lifetime_for,
+                                 next_attempt_delay, recipient_limit)
+from roost.queue import QueueFileError, QueueLayout, mark_done, read_envelope, recovery
+from roost.queue.records import notify_words
+
+INCOMING_SCAN_INTERVAL = 1.0
+
+Agent = Callable[..., Any]  # async deliver(request, settings, *, resolver, log) -> results
+Notifier = Callable[[str, DeliveryRequest, list[RecipientResult]], Awaitable[Any]]
+
+
+def _bounced_expansions(result: RecipientResult) -> bool:
+    """A local recipient delivered to some alias targets and bounced for others."""
+    return any(r.status == "bounced" for r in (getattr(result, "expanded", None) or ()))
+
+
+@dataclass(eq=False)
+class ActiveMessage:
+    qf: QueueFile
+    path: str
+    active_time: float
+    batches_left: int = 0
+    outcomes: list = field(default_factory=list)  # (recipient record offset, RecipientResult)
+    redirect: str | None = None  # cleanup's redirect_to: every copy goes there
+
+
+class QueueManager:
+    def __init__(self, settings, log, *, agent_for: Callable[[str], tuple[Agent, Any] | None],
+                 resolver: Any = None, notifier: Notifier | None = None,
+                 clock: Callable[[], float] = time.time, router: Router | None = None,
+                 pickup: Any = None, bounce_log: Any = None):
+        self.settings = settings
+        self.log = log
+        self.agent_for = agent_for  # transport name -> (deliver, settings of that service)
+        self.resolver = resolver
+        self.notifier = notifier or self.default_notifier
+        self.pickup = pickup  # roost.qmgr.pickup.Pickup: maildrop → cleanup → incoming
+        self.bounce_log = bounce_log or log  # postfix/bounce lines
+        self.clock = clock
+        self.layout = QueueLayout.from_settings(settings)
+        self.router = router or Router(settings)
+        self.active: dict[str, ActiveMessage] = {}
+        self.waiting: list[tuple[ActiveMessage, Batch]] = []
+        self.running: dict[tuple[str, str], int] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.wake = asyncio.Event()
+        self.flush_requested = False
+        self.next_deferred_scan = 0.0
+        self.active_limit = max(1, settings.int("qmgr_message_active_limit"))
+
+    async def default_notifier(self, kind: str, request: DeliveryRequest, results) -> None:
+        from roost.delivery.notify import send_notices
+        await send_notices(kind, request, results, self.settings, self.bounce_log)
+
+    # ---- start-up ------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """qmgr's start-up: roost.queue.recovery (active back to incoming, corrupt files set
+        aside, dead writers' temporary files removed)."""
+        recovery.recover_at_start(self.layout, self.log)
+        prepare_maildrop(self.layout)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self.recover()
+        while not stopping.is_set():
+            if self.pickup is not None:
+                await asyncio.to_thread(self.pickup.scan)
+            self.scan()
+            self.dispatch()
+            self.wake.clear()
+            stop_wait = asyncio.ensure_future(stopping.wait())
+            wake_wait = asyncio.ensure_future(self.wake.wait())
+            await asyncio.wait({stop_wait, wake_wait}, timeout=INCOMING_SCAN_INTERVAL,
+                               return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            wake_wait.cancel()
+        if self.tasks:  # let deliveries in progress finish (the master's grace time bounds it)
+            await asyncio.wait(set(self.tasks))
+
+    def request(self, kind: str) -> None:
+        """A trigger: "I" incoming, "D" deferred, "F" flush (deferred now), "A" all."""
+        if kind in ("D", "A"):
+            self.next_deferred_scan = 0.0
+        if kind == "F":
+            self.flush_requested = True
+            self.next_deferred_scan = 0.0
+        self.wake.set()
+
+    def scan(self) -> None:
+        now = self.clock()
+        for queue_id, path in list(recovery.ready(self.layout, "incoming")):
+            if len(self.active) >= self.active_limit:
+                return
+            if queue_id not in self.active:
+                self.activate("incoming", queue_id, path)
+        if now < self.next_deferred_scan:
+            return
+        self.next_deferred_scan = now + self.settings.time("queue_run_delay")
+        flush, self.flush_requested = self.flush_requested, False
+        for queue_id, path in list(self.layout.scan("deferred")):
+            if len(self.active) >= self.active_limit:
+                return
+            try:
+                due = flush or os.stat(path).st_mtime <= now
+            except OSError:
+                continue
+            if due and queue_id not in self.active:
+                self.activate("deferred", queue_id, path)
+
+    def activate(self, queue: str, queue_id: str, path: str) -> None:
+        try:
+            qf = read_envelope(path, queue_id)
+        except QueueFileError as exc:
+            self._set_aside(queue, queue_id, str(exc))
+            return
+        active_path = self._move(queue, "active", queue_id)
+        if active_path is None:
+            return
+        qf.path = active_path
+        message = ActiveMessage(qf, active_path, self.clock())
+        self.active[queue_id] = message
+        self.log.info(f"{queue_id}: from=<{qf.sender or ''}>, size={qf.content_size}, "
+                      f"nrcpt={len(qf.recipients)} (queue active)")
+        triples = []
+        # header/body_checks and access actions left these (cleanup(8)): REDIRECT sends
+        # every recipient's copy to one address, FILTER routes them to a content filter.
+        message.redirect = qf.attributes.get("redirect_to") or None
+        content_filter = qf.attributes.get("content_filter")
+        for recipient in qf.pending_recipients:
+            route = self.router.resolve(message.redirect or recipient.address)
+            transport, nexthop = route.transport, route.nexthop
+            if content_filter:
+                filter_transport, filter_nexthop = split_transport(content_filter)
+                transport = filter_transport or transport
+                nexthop = filter_nexthop or nexthop
+            triples.append((transport, nexthop, recipient))
+        work = batches(triples, lambda transport: recipient_limit(self.settings, transport))
+        if message.redirect and triples:  # one copy, whatever the number of recipients
+            work = [Batch(triples[0][0], triples[0][1], tuple(t[2] for t in triples))]
+        message.batches_left = len(work)
+        if not work:
+            self.finish(message, [])
+            return
+        self.waiting.extend((message, batch) for batch in work)
+
+    def dispatch(self) -> None:
+        still_waiting = []
+        for message, batch in self.waiting:
+            key = (batch.transport, batch.nexthop)
+            if self.running.get(key, 0) >= concurrency_limit(self.settings, batch.transport):
+                still_waiting.append((message, batch))
+                continue
+            self.running[key] = self.running.get(key, 0) + 1
+            task = asyncio.ensure_future(self.deliver(message, batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        self.waiting = still_waiting
+
+    # ---- one delivery --------------------------------------------------------------------
+
+    async def deliver(self, message: ActiveMessage, batch: Batch) -> None:
+        qf = message.qf
+        recipients = tuple(Recipient(r.address, r.orcpt, notify_words(r.notify) or None,
+                                     r.original or r.address) for r in batch.recipients)
+        if message.redirect:
+            recipients = (Recipient(message.redirect, None, None, recipients[0].original),)
+        try:
+            found = self.agent_for(batch.transport)
+            if found is None:
+                results = [RecipientResult(r, DEFERRED, "4.3.0", "mail transport unavailable",
+                                           "none") for r in recipients]
+                for result in results:
+                    self.log.warning(f"{qf.queue_id}: to=<{result.recipient.address}>: "
+                                     f"no delivery agent for transport {batch.transport}")
+            else:
+                deliver, agent_settings = found[0], found[1]
+                agent_log = found[2] if len(found) > 2 else self.log  # postfix/virtual etc.
+                request = DeliveryRequest(
+                    queue_id=qf.queue_id, sender=qf.sender or "", recipients=recipients,
+                    transport=batch.transport, nexthop=batch.nexthop, arrival_time=qf.arrival,
+                    content=lambda: open_crlf(qf), envelope=dict(qf.attributes),
+                    active_time=message.active_time)
+                results = list(await deliver(request, agent_settings, resolver=self.resolver,
+                                             log=agent_log))
+                if message.redirect:  # the one copy settles every original recipient
+                    results = results[:1] * len(batch.recipients)
+            await asyncio.to_thread(self._mark, message, batch, results)
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the manager
+            self.log.warning(f"{qf.queue_id}: delivery via {batch.transport} failed: "
+                             f"{type(exc).__name__}: {exc}")
+            results = [RecipientResult(r, DEFERRED, "4.3.0", "delivery agent failure", "none")
+                       for r in recipients]
+        finally:
+            key = (batch.transport, batch.nexthop)
+            self.running[key] -= 1
+        message.outcomes.extend((r.offset, result) for r, result in zip(batch.recipients, results))
+        message.batches_left -= 1
+        if message.batches_left == 0:
+            await self.complete(message)
+        self.dispatch()
+        self.wake.set()
+
+    def _mark(self, message: ActiveMessage, batch: Batch, results: list[RecipientResult]) -> None:
+        """Delivered recipients are done at once; bounced ones only once their notice is
+        queued (complete), so a failure to queue it loses no notification."""
+        for queue_recipient, result in zip(batch.recipients, results):
+            if result.status == "sent" and not _bounced_expansions(result):
+                mark_done(message.path, queue_recipient.offset)
+
+    # ---- the end of an active round ------------------------------------------------------
+
+    async def complete(self, message: ActiveMessage) -> None:
+        qf = message.qf
+        outcomes = message.outcomes
+        if any(r.status == DEFERRED for _o, r in outcomes) and \
+                expired(self.clock() - qf.arrival, lifetime_for(qf.sender or "", self.settings)):
+            self.log.info(f"{qf.queue_id}: from=<{qf.sender or ''}>, status=expired, "
+                          "returned to sender")
+            outcomes = [(o, replace(r, status="bounced") if r.status == DEFERRED else r)
+                        for o, r in outcomes]
+        failed = [(o, r) for o, r in outcomes if r.status == "bounced" or _bounced_expansions(r)]
+        if failed:
+            try:
+                await self.notifier(FAILURE, self.request_of(message), [r for _o, r in outcomes])
+            except Exception as exc:  # noqa: BLE001 - keep the recipients, retry later
+                self.log.warning(f"{qf.queue_id}: cannot queue the non-delivery notification: "
+                                 f"{type(exc).__name__}: {exc}; keeping the message")
+                outcomes = [(o, replace(r, status=DEFERRED) if (o, r) in failed else r)
+                            for o, r in outcomes]
+                failed = []
+        message.outcomes = outcomes
+        await asyncio.to_thread(self.finish, message, [o for o, _r in failed])
+
+    def request_of(self, message: ActiveMessage) -> DeliveryRequest:
+        qf = message.qf
+        return DeliveryRequest(queue_id=qf.queue_id, sender=qf.sender or "", recipients=(),
+                               transport="", nexthop="", arrival_time=qf.arrival,
+                               content=lambda: open_crlf(qf), envelope=dict(qf.attributes))
+
+    def finish(self, message: ActiveMessage, failed_offsets: list[int]) -> None:
+        qf = message.qf
+        now = self.clock()
+        for offset in failed_offsets:
+            try:
+                mark_done(message.path, offset)
+            except (OSError, QueueFileError):
+                pass
+        deferred = [(o, r) for o, r in message.outcomes if r.status == DEFERRED]
+        self.active.pop(qf.queue_id, None)
+        if deferred:
+            self._write_defer_log(qf.queue_id, deferred)
+            path = self._move("active", "deferred", qf.queue_id)
+            if path is not None:
+                delay = next_attempt_delay(now - qf.arrival,
+                                           self.settings.time("minimal_backoff_time"),
+                                           self.settings.time("maximal_backoff_time"))
+                when = now + delay
+                try:
+                    os.utime(path, (when, when))
+                except OSError:
+                    pass
+            return
+        try:
+            os.unlink(message.path)
+        except OSError as exc:
+            self.log.warning(f"{qf.queue_id}: remove {message.path}: {exc.strerror}")
+            return
+        try:
+            os.unlink(self.layout.path("defer", qf.queue_id))
+        except OSError:
+            pass
+        self.log.info(f"{qf.queue_id}: removed")
+
+    def _write_defer_log(self, queue_id: str, deferred) -> None:
+        """The defer logfile mailq shows reasons from (Postfix's bounce(8) attribute lines:
+        recipient, offset, status, action, reason; a blank line after each recipient)."""
+        lines = []
+        for offset, result in deferred:
+            text = " ".join(result.text.split())
+            lines.append(f"recipient={result.recipient.address}\noffset={offset}\n"
+                         f"status={result.dsn}\naction=delayed\nreason={text}\n\n")
+        path = os.path.join(self.layout.ensure_directory("defer", queue_id), queue_id)
+        try:
+            with open(path, "w", encoding="utf-8", errors="replace") as out:
+                out.write("".join(lines))
+        except OSError as exc:
+            self.log.warning(f"{queue_id}: cannot write the defer log: {exc.strerror}")
+
+    # ---- files ---------------------------------------------------------------------------
+
+    def _move(self, source: str, target: str, queue_id: str) -> str | None:
+        try:
+            return recovery.move(self.layout, queue_id, source, target)
+        except OSError as exc:
+            self.log.warning(f"{queue_id}: cannot move from {source} to {target}: {exc}")
+            return None
+
+    def _set_aside(self, queue: str, queue_id: str, why: str) -> None:
+        self.log.warning(f"{queue_id}: {why}")
+        try:
+            recovery.set_aside(self.layout, queue_id, queue, self.log)
+        except OSError:
+            pass

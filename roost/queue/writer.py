@@ -1,0 +1,278 @@
+"""Writes one queue file durably (Postfix cleanup(8) / mail_stream(3) behaviour).
+
+Life of a file: created in `incoming/` (or `maildrop/`) under a temporary name with
+O_CREAT|O_EXCL and mode 0600; renamed to its queue ID, which needs the inode
+(roost.queue.ids); records are appended through one buffer; `finish()` writes the
+extracted section and the end record, rewrites the size and pointer records in place,
+sets mode 0700 (Postfix's "complete" mark, which pickup and qmgr look for), fsyncs the
+file, then fsyncs the directory, and only then returns. `abort()` unlinks the file; both
+are idempotent.
+
+Invariants: the end record is the last thing written; until `finish()` has returned the
+file has no end record on disk that a reader could trust (mode 0600, and a crash leaves
+no E record unless all records before it were written). One fsync of the file and one of
+its directory per message; content goes to disk in large writes, never line by line.
+Security: files are 0600/0700, opened with O_NOFOLLOW|O_EXCL in the queue directory only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+
+from roost.queue import records as rec
+from roost.queue.ids import make_queue_id
+from roost.queue.layout import QueueLayout
+
+FLUSH_AT = 1 << 18
+MODE_WRITING = 0o600
+MODE_COMPLETE = 0o700
+_counter = itertools.count()
+
+
+SMTPD_LINE_LIMIT = 2048
+
+
+def _line_extra(length: int) -> int:
+    """Postfix's record bytes for a line of `length`, minus the length + 2 counted already."""
+    if length < 128:
+        return 0
+    cost, rest = 0, length
+    while rest >= SMTPD_LINE_LIMIT:
+        cost += 1 + len(rec.varint(SMTPD_LINE_LIMIT)) + SMTPD_LINE_LIMIT
+        rest -= SMTPD_LINE_LIMIT
+    cost += 1 + len(rec.varint(rest)) + rest
+    return cost - (length + 2)
+
+
+class QueueWriteError(OSError):
+    pass
+
+
+class DirectorySync:
+    """Keeps one read-only descriptor per queue directory for fsync (opened once; shared by
+    the threads asyncio.to_thread runs finish() in)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fsync(self, directory: str) -> None:
+        fd = self._fds.get(directory)
+        if fd is None:
+            with self._lock:
+                fd = self._fds.get(directory)
+                if fd is None:
+                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    self._fds[directory] = fd
+        os.fsync(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+class QueueFileWriter:
+    def __init__(self, layout: QueueLayout, *, long_ids: bool = False, queue: str = "incoming",
+                 dirsync: DirectorySync | None = None) -> None:
+        self.layout = layout
+        self.queue = queue
+        self._dirsync = dirsync or DirectorySync()
+        self._buffer = bytearray()
+        self._fd: int | None = None
+        self._offset = 0          # file offset of _buffer[0]
+        self.finished = self.aborted = False
+        self.nrcpt = 0
+        self.content_size = 0
+        self.smtputf8 = 0
+        self._partial = 0           # length of the content's unterminated last line so far
+        self._data_offset = 0
+        self._section = "envelope"   # envelope -> content -> extracted
+        self._pending_recipients: list[bytes] = []
+        self.flags = 0
+        directory = layout.queue_dir(queue)
+        for _attempt in range(100):  # a name left by a crashed process with our pid is skipped
+            temp = os.path.join(directory, f"t.{os.getpid()}.{next(_counter)}")
+            try:
+                self._fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                   MODE_WRITING)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise QueueWriteError(f"cannot create a queue file in {directory}")
+        now = time.time_ns()
+        self.arrival_seconds, self.arrival_usec = now // 1_000_000_000, (now // 1000) % 1_000_000
+        try:
+            inode = os.fstat(self._fd).st_ino
+            # (time, inode) is unique among live files: the inode cannot be shared, so the
+            # rename never replaces another message (Postfix names its files the same way)
+            self.queue_id = make_queue_id(self.arrival_seconds, self.arrival_usec, inode, long_ids)
+            self.directory = layout.ensure_directory(queue, self.queue_id)
+            self.path = os.path.join(self.directory, self.queue_id)
+            os.rename(temp, self.path)
+        except BaseException:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+        self._buffer += rec.record(rec.SIZE, rec.size_payload(0, 0, 0))
+        self._buffer += rec.record(rec.TIME, f"{self.arrival_seconds} {self.arrival_usec}".encode())
+
+    # ------------------------------------------------------------------ envelope
+    def _add(self, rtype: int, payload: bytes) -> None:
+        self._buffer += rec.record(rtype, payload)
+        if len(self._buffer) >= FLUSH_AT:
+            self._flush()
+
+    def fullname(self, name: str) -> None:
+        self._add(rec.FULLNAME, name.encode("utf-8", "surrogateescape"))
+
+    def attribute(self, name: str, value: str) -> None:
+        self._add(rec.ATTR, f"{name}={value}".encode("utf-8", "surrogateescape"))
+
+    def sender(self, address: str) -> None:
+        self._add(rec.SENDER, address.encode("utf-8", "surrogateescape"))
+
+    def recipient(self, address: str, *, original: str | None = None, orcpt: str | None = None,
+                  notify: int = 0) -> None:
+        """Before the content: an envelope recipient; after it: an extracted one."""
+        data = b""
+        if original is not None:
+            data += rec.record(rec.ORIG_RCPT, original.encode("utf-8", "surrogateescape"))
+        if orcpt:
+            data += rec.record(rec.DSN_ORCPT, orcpt.encode("utf-8", "surrogateescape"))
+        if notify:
+            data += rec.record(rec.DSN_NOTIFY, str(notify).encode())
+        data += rec.record(rec.RCPT, address.encode("utf-8", "surrogateescape"))
+        self.nrcpt += 1
+        if self._section == "content":  # no records inside the content: they go after it
+            self._pending_recipients.append(data)
+        else:
+            self._buffer += data
+
+    # ------------------------------------------------------------------ content
+    def start_content(self) -> None:
+        if self._section != "envelope":
+            return
+        self._section = "content"
+        self._pointer_offset = self._offset + len(self._buffer) + 2  # payload of the p record
+        self._add(rec.POINTER, rec.POINTER_FORMAT % 0)
+        self._data_offset = self._offset + len(self._buffer)
+        self._add(rec.MESSAGE, b"")
+
+    def content(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._section != "content":
+            raise QueueWriteError("content outside the content section")
+        self._account(data)
+        if len(data) >= FLUSH_AT:
+            self._flush()
+            self._write(rec.content_records(data))
+            return
+        self._buffer += rec.content_records(data)
+        if len(self._buffer) >= FLUSH_AT:
+            self._flush()
+
+    def _account(self, data: bytes) -> None:
+        """message_size as Postfix counts it: the bytes its content records would take (one
+        record per line, type byte + length + text; lines split every 2048 bytes as smtpd
+        does). A line shorter than 128 bytes costs exactly len + 2, which the first line
+        counts; longer lines are found with C-level split/map/filter, so no Python code
+        runs per line unless the line is long."""
+        self.content_size += len(data) + data.count(b"\n")
+        lines = data.split(b"\n")
+        if len(lines) == 1:
+            self._partial += len(data)
+            return
+        lengths = list(map(len, lines))
+        lengths[0] += self._partial
+        self._partial = lengths.pop()
+        if max(lengths) >= 128:
+            self.content_size += sum(map(_line_extra, filter((127).__lt__, lengths)))
+
+    def end_content(self) -> None:
+        if self._partial:  # a last line without line end is still one record
+            self.content_size += 2 + _line_extra(self._partial)
+            self._partial = 0
+        if self._section == "envelope":
+            self.start_content()
+        if self._section != "content":
+            return
+        self._section = "extracted"
+        self._xtra_offset = self._offset + len(self._buffer)
+        self._add(rec.XTRA, b"")
+        for data in self._pending_recipients:
+            self._buffer += data
+        self._pending_recipients = []
+
+    # ------------------------------------------------------------------ completion
+    def _write(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._offset += len(data)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._write(self._buffer)
+            self._buffer = bytearray()
+
+    def finish(self, final_queue: str | None = None) -> None:
+        """Write the end record and make the file durable (see the module docstring).
+        `final_queue` (e.g. "hold"): move the complete file there before returning."""
+        if self.finished:
+            return
+        if self.aborted or self._fd is None:
+            raise QueueWriteError("queue file already aborted")
+        try:
+            self.end_content()
+            self._add(rec.END, b"")
+            self._flush()
+            size = rec.size_payload(self.content_size, self._data_offset, self.nrcpt, self.flags,
+                                    self.smtputf8)
+            os.pwrite(self._fd, size, 2)     # payload after the type byte and 1-byte length
+            os.pwrite(self._fd, rec.POINTER_FORMAT % self._xtra_offset, self._pointer_offset)
+            written_in = self.directory
+            if final_queue and final_queue != self.queue:
+                # moved before it is marked complete: a crash never leaves it deliverable
+                target_dir = self.layout.ensure_directory(final_queue, self.queue_id)
+                target = os.path.join(target_dir, self.queue_id)
+                os.rename(self.path, target)
+                self.path, self.directory, self.queue = target, target_dir, final_queue
+            os.fchmod(self._fd, MODE_COMPLETE)
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._dirsync.fsync(self.directory)
+            if written_in != self.directory:
+                self._dirsync.fsync(written_in)
+        except BaseException:
+            self.abort()
+            raise
+        self.finished = True
+
+    def abort(self) -> None:
+        """Remove the file; safe to call twice and after finish (then it does nothing)."""
+        if self.finished or self.aborted:
+            return
+        self.aborted = True
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        try:
+            os.unlink(self.path)
+        except (OSError, AttributeError):
+            pass

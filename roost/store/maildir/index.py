@@ -1,0 +1,183 @@
+"""roost.index: the per-mailbox cache beside dovecot-uidlist (MODSEQ, dates, sizes, flags seen).
+
+What IMAP needs that file names do not carry: each message's MODSEQ (RFC 7162 §3.1) and the
+mailbox's HIGHESTMODSEQ, the internal date and RFC822.SIZE (so listing 10,000 messages needs
+no stat() per file), and the info letters last seen (a difference means another program
+changed the flags: a new MODSEQ). UIDs and UIDVALIDITY stay owned by dovecot-uidlist; this
+file repeats them so it can check it still describes the same mailbox, and so a lost or
+damaged dovecot-uidlist can be rebuilt with the same UIDs.
+
+Text, append-mostly, one record a line, later lines win:
+  `R1 V<uidvalidity> G<mailbox guid>`           header (first line)
+  `<uid> <modseq> <date> <size> <letters|-> <base>`   a message as last seen
+  `X <uid> <modseq>`                              the message was expunged
+  `U <dev>:<ino>:<size>:<mtime_ns>`               the dovecot-uidlist this file agrees with
+  `N <uidnext>`                                   UIDNEXT (kept if dovecot-uidlist is lost)
+  `K <uid> [<keyword>...]`                        keywords beyond the 26 file-name letters
+Rewritten (tmp + rename) when appended lines outnumber live messages.
+
+Invariants: parse() never raises; any malformed line marks the file damaged (the caller
+rebuilds it from the Maildir and logs a warning); a final line without newline (crash during
+an append) is ignored. Only written under the dovecot-uidlist dotlock.
+Security: base names containing '/' or NUL make the file damaged (never followed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from roost.store.maildir.keywords import valid_keyword
+
+FILE_NAME = "roost.index"
+
+
+class Entry(NamedTuple):  # a tuple: 10,000 of them are built per parse
+    uid: int
+    modseq: int
+    date: int
+    size: int
+    letters: str
+    base: str
+
+
+@dataclass
+class Index:
+    uidvalidity: int
+    guid: str
+    entries: dict[int, Entry] = field(default_factory=dict)
+    highestmodseq: int = 1
+    uidlist_signature: str = ""
+    uidnext: int = 1  # as dovecot-uidlist last said: survives the loss of that file
+    lines: int = 1  # lines in the file (decides when to rewrite)
+    # keywords beyond the 26 file-name letters (Dovecot keeps those in its index only)
+    extra: dict[int, frozenset[str]] = field(default_factory=dict)
+
+
+def signature(st: os.stat_result | None) -> str:
+    if st is None:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def parse(data: bytes) -> tuple[Index | None, str | None]:
+    end = data.rfind(b"\n")
+    if end < 0:
+        return None, "empty"
+    lines = data[:end].decode("utf-8", "surrogateescape").split("\n")
+    head = lines[0].split()
+    if len(head) != 3 or head[0] != "R1" or not head[1][:1] == "V" or not head[1][1:].isdigit():
+        return None, "bad header"
+    index = Index(int(head[1][1:]), head[2][1:], lines=len(lines))
+    entries = index.entries
+    highest = 1
+    for number, line in enumerate(lines[1:], start=2):
+        if line.startswith("U "):
+            index.uidlist_signature = line[2:]
+            continue
+        if line.startswith("N "):
+            if not line[2:].isdigit():
+                return None, f"line {number}: bad uidnext record"
+            index.uidnext = max(index.uidnext, int(line[2:]))
+            continue
+        if line.startswith("K "):
+            parts = line.split()
+            if not parts[1].isdigit() or not all(valid_keyword(k) for k in parts[2:]):
+                return None, f"line {number}: bad keywords record"
+            if len(parts) > 2:
+                index.extra[int(parts[1])] = frozenset(parts[2:])
+            else:
+                index.extra.pop(int(parts[1]), None)
+            continue
+        if line.startswith("X "):
+            parts = line.split()
+            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+                return None, f"line {number}: bad expunge record"
+            entries.pop(int(parts[1]), None)
+            index.extra.pop(int(parts[1]), None)
+            highest = max(highest, int(parts[2]))
+            continue
+        parts = line.split(" ", 5)
+        try:
+            uid_text, modseq_text, date_text, size_text, letters, base = parts
+            if not (uid_text.isdigit() and modseq_text.isdigit() and date_text.isdigit()
+                    and size_text.isdigit()):
+                raise ValueError
+        except ValueError:
+            return None, f"line {number}: bad record"
+        uid, modseq = int(uid_text), int(modseq_text)
+        if not base or "/" in base or "\0" in base or uid == 0:
+            return None, f"line {number}: bad file name"
+        entries[uid] = Entry(uid, modseq, int(date_text), int(size_text),
+                             "" if letters == "-" else letters, base)
+        highest = max(highest, modseq)
+    index.highestmodseq = highest
+    if entries:
+        index.entries = dict(sorted(entries.items()))
+    return index, None
+
+
+def keywords_line(uid: int, names) -> str:
+    return " ".join(["K", str(uid), *sorted(names)]) + "\n"
+
+
+def entry_line(entry: Entry) -> str:
+    return (f"{entry.uid} {entry.modseq} {entry.date} {entry.size} "
+            f"{entry.letters or '-'} {entry.base}\n")
+
+
+def serialize(index: Index) -> bytes:
+    parts = [f"R1 V{index.uidvalidity} G{index.guid}\n"]
+    parts.extend(entry_line(e) for e in index.entries.values())
+    parts.extend(keywords_line(uid, names) for uid, names in index.extra.items()
+                 if names and uid in index.entries)
+    parts.append(f"X 0 {index.highestmodseq}\n")  # keeps HIGHESTMODSEQ when it was an expunge
+    parts.append(f"N {index.uidnext}\n")
+    if index.uidlist_signature:
+        parts.append(f"U {index.uidlist_signature}\n")
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def read(path: str) -> tuple[Index | None, str | None, os.stat_result | None]:
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            data = handle.read()
+    except FileNotFoundError:
+        return None, None, None
+    found, problem = parse(data)
+    return found, problem, st
+
+
+def write(path: str, index: Index) -> os.stat_result:
+    """Rewrite the whole file (no fsync: it is a cache that can be rebuilt)."""
+    data = serialize(index)
+    temp = path + ".tmp"
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        st = os.fstat(handle.fileno())
+    os.rename(temp, path)
+    index.lines = data.count(b"\n")
+    return st
+
+
+def append(path: str, index: Index, text: str) -> os.stat_result:
+    """Append lines; a file whose last line was cut short is rewritten instead."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:
+        return write(path, index)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) != b"\n":
+            os.close(fd)
+            fd = -1
+            return write(path, index)
+        data = text.encode("utf-8", "surrogateescape")
+        os.write(fd, data)
+        index.lines += data.count(b"\n")
+        return os.fstat(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
