@@ -47,15 +47,36 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-_CLAIMED_BASES: list = []  # lock files held for this process's lifetime
+_CLAIMED_BASES: list = []  # lock files of the bases claimed during the current test
 PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "roost-test-ports"
 
 
+@pytest.fixture(autouse=True)
+def _release_port_bases():
+    """A claim only has to last until the servers of the test that made it have bound their
+    ports (then port_free() keeps other claimants off): released after each test, so a long
+    suite never runs out of bases."""
+    yield
+    while _CLAIMED_BASES:
+        _CLAIMED_BASES.pop().close()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base() -> int:
-    """A port base N (multiple of 100, 10000..59900) with N + every standard port free, claimed
-    for this test process with a lock file so parallel workers never share one."""
+    """A port base N (multiple of 100, from 10000 up to below the kernel's ephemeral port
+    range, so no client socket of another test can take one of its ports between the check
+    and the bind) with N + every standard port free, claimed for this test process with a
+    lock file so parallel workers never share one."""
     PORT_LOCK_DIR.mkdir(exist_ok=True)
-    bases = list(range(10000, 60000, 100))
+    top = min(_ephemeral_low() - max(STANDARD_PORTS) - 1, 60000)
+    bases = list(range(10000, max(top, 10100), 100))
     random.shuffle(bases)
     for base in bases:
         lock = open(PORT_LOCK_DIR / f"{base}.lock", "w")

@@ -11,16 +11,23 @@ ROOST = Path(__file__).resolve().parents[2] / "roost"
 # The configuration machinery itself (defaults, expansion) does not count as acting on a name.
 MACHINERY = {"params.py", "settings.py", "expand.py", "main_cf.py", "netinfo.py"}
 # Acted on by the configuration machinery by design: they shape every other value.
-SHAPES_OTHER_VALUES = {"config_directory", "compatibility_level", "mydomain"}
+SHAPES_OTHER_VALUES = {"config_directory", "compatibility_level", "mydomain",
+                       "mynetworks_style",  # the computed default of mynetworks
+                       "reject_tempfail_action"}  # the $default of unknown_*_tempfail_action
 
 
 def names_read_by_code() -> set[str]:
+    """Names passed to a Settings getter, or written as a string literal (tables of names
+    that code walks, `build("mydestination")`), in code outside the config machinery."""
     getter = re.compile(r"""\.(?:get|bool|int|time|size|list|raw)\(\s*["']([A-Za-z0-9_]+)["']""")
+    literal = re.compile(r"""["']([a-z0-9_]*[A-Za-z0-9_]+)["']""")
     found = set()
     for path in ROOST.rglob("*.py"):
         if path.name in MACHINERY and path.parent.name == "config":
             continue
-        found.update(getter.findall(path.read_text()))
+        text = path.read_text()
+        found.update(getter.findall(text))
+        found.update(name for name in literal.findall(text) if "_" in name)
     return found
 
 

@@ -85,12 +85,12 @@ def test_raw_parameters_are_not_expanded():
 @pytest.mark.parametrize("value, seconds", [("300s", 300), ("5m", 300), ("1h", 3600),
                                             ("1d", 86400), ("1w", 604800), ("45", 45)])
 def test_time_values_use_postfix_units(value, seconds):
-    settings, diags = settings_of(f"smtpd_timeout = {value}\n")
-    assert settings.time("smtpd_timeout") == seconds
+    settings, diags = settings_of(f"smtpd_proxy_timeout = {value}\n")
+    assert settings.time("smtpd_proxy_timeout") == seconds
     settings.validate(diags)
-    # smtpd_timeout is parsed and checked, and reported as not acted on until smtpd lands
+    # parsed and checked, and reported as not acted on (no before-queue proxy in roost yet)
     assert [d.message for d in diags.items] == [
-        "unsupported parameter: smtpd_timeout (roost does not implement it yet)"]
+        "unsupported parameter: smtpd_proxy_timeout (roost does not implement it yet)"]
 
 
 def test_time_default_unit_is_the_parameters_own():
@@ -135,13 +135,13 @@ def test_bad_typed_values_are_fatal_at_validate_and_getters_fall_back():
 
 def test_unknown_and_unsupported_names_warn_with_line():
     settings, diags = settings_of("myhostname = h.example\nfoo_bar = 1\nuses = $helper\n"
-                                  "helper = x\nsmtpd_client_restrictions = $uses\n"
+                                  "helper = x\nsmtpd_proxy_filter = $uses\n"
                                   "address_verify_poll_count = 3\nvirtual_maps = hash:/x\n")
     messages = {(d.line, d.message) for d in diags.items}
     assert (2, "unused parameter: foo_bar=1") in messages
     unsupported = "unsupported parameter: {} (roost does not implement it yet)"
     assert (6, unsupported.format("address_verify_poll_count")) in messages
-    assert (5, unsupported.format("smtpd_client_restrictions")) in messages  # has a default, no effect yet
+    assert (5, unsupported.format("smtpd_proxy_filter")) in messages  # has a default, no effect yet
     assert (1, unsupported.format("myhostname")) not in messages  # implemented
     assert all(line not in (3, 4, 7) for line, _ in messages), messages
     assert all(d.severity is Severity.WARNING for d in diags.items)
@@ -168,7 +168,7 @@ def test_with_overrides_applies_warns_and_validates():
     diags = Diagnostics()
     own = settings.with_overrides(
         [("smtpd_tls_security_level", "encrypt"), ("smtpd_client_restrictions", "$mua_restrictions"),
-         ("no_such_thing", "1"), ("smtpd_tls_wrappermode", "perhaps")],
+         ("no_such_thing", "1"), ("smtpd_tls_wrappermode", "perhaps"), ("smtpd_proxy_filter", "x")],
         "/etc/roost/master.cf", 17, diags)
     assert own.get("smtpd_tls_security_level") == "encrypt"
     assert settings.get("smtpd_tls_security_level") == "may"
@@ -176,7 +176,7 @@ def test_with_overrides_applies_warns_and_validates():
     assert own.origin("smtpd_tls_security_level") == ("/etc/roost/master.cf", 17)
     assert {(d.severity, d.line, d.message.split(":")[0]) for d in diags.items} == {
         (Severity.WARNING, 17, "unused parameter"),
-        (Severity.WARNING, 17, "unsupported parameter"),  # smtpd_tls_security_level, ...
+        (Severity.WARNING, 17, "unsupported parameter"),  # smtpd_proxy_filter
         (Severity.FATAL, 17, 'bad boolean value for smtpd_tls_wrappermode')}
     assert own.bool("smtpd_tls_wrappermode") is False
 
