@@ -10,8 +10,10 @@ is faster). A first session on each server (not measured) lets both build their 
 
 Run as root (Dovecot drops to its own users): .venv/bin/python bench/pop3_bench.py
 [--count N] [--size BYTES] [--runs N] [--no-write]
-Prints a Markdown table and replaces the "## POP3 download" section of bench/RESULTS.md
-(unless --no-write). Not a test: tests/net/test_pop3_bench.py only checks it runs (tiny count).
+Also reported: the serving process's CPU time per RETR (utime + stime from /proc between
+LIST and QUIT: roost's process, Dovecot's pop3 process). Prints a Markdown table and
+replaces the "## POP3" section of bench/RESULTS.md (unless --no-write). Not a test:
+tests/net/test_pop3_bench.py only checks it runs (tiny count).
 """
 
 from __future__ import annotations
@@ -91,8 +93,10 @@ class Client:
         return status, self.multiline() if multi else b""
 
 
-def download(port: int, count: int) -> tuple[float, int]:
-    """Seconds for a whole session fetching every message, and the octets received."""
+def download(port: int, count: int, server_cpu=None) -> tuple[float, int]:
+    """Seconds for a whole session fetching every message, and the octets received;
+    `server_cpu()` (the serving processes' CPU seconds) is called after LIST and before QUIT,
+    and the difference, the CPU of the RETRs alone, is added to CPU_USED."""
     start = time.perf_counter()
     client = Client(port)
     client.command("USER alice")
@@ -100,13 +104,44 @@ def download(port: int, count: int) -> tuple[float, int]:
     _status, uidls = client.command("UIDL", multi=True)
     assert uidls.count(b"\r\n") == count, uidls[:200]
     client.command("LIST", multi=True)
+    cpu_before = server_cpu() if server_cpu else 0.0
     received = 0
     for number in range(1, count + 1):
         _status, body = client.command(f"RETR {number}", multi=True)
         received += len(body)
+    if server_cpu:
+        CPU_USED.append(server_cpu() - cpu_before)
     client.command("QUIT")
     client.sock.close()
     return time.perf_counter() - start, received
+
+
+CPU_USED: list[float] = []
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) used so far by process `pid`."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dovecot_pop3_cpu(master_pid: int) -> float:
+    """CPU seconds of Dovecot's pop3 processes (children of the master named `pop3`)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        if name == "pop3" and int(fields[1]) == master_pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def machine() -> str:
@@ -134,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("run as root: Dovecot is started with a private configuration", file=sys.stderr)
         return 2
+    load = os.getloadavg()[0]  # other work on the machine when the runs start
     times: dict[str, list[float]] = {"roost": [], "Dovecot": []}
     octets = {}
     with traversable_dir("roost-pop3-bench-") as directory:
@@ -151,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             ports = {"Dovecot": dovecot.port, "roost": roost.port}
             for name, port in ports.items():  # warm-up: index building is not measured
                 download(port, args.count)
+            meters = {"roost": lambda: process_cpu(roost.process.pid),
+                      "Dovecot": lambda: dovecot_pop3_cpu(dovecot.process.pid)}
+            cpu = {"roost": 0.0, "Dovecot": 0.0}
             for _run in range(args.runs):
                 for name, port in ports.items():
-                    seconds, octets[name] = download(port, args.count)
+                    CPU_USED.clear()
+                    seconds, octets[name] = download(port, args.count, meters[name])
                     times[name].append(seconds)
+                    cpu[name] += sum(CPU_USED)
         finally:
             if roost is not None:
                 roost.close()
@@ -169,31 +210,35 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in ("roost", "Dovecot"):
         seconds = median[name]
+        per_retr = cpu[name] / (args.runs * args.count) * 1e6
         rows.append(f"| {name} | {seconds:.3f} s | {args.count / seconds:,.0f} msg/s | "
-                    f"{megabytes / seconds:.1f} MB/s |")
+                    f"{megabytes / seconds:.1f} MB/s | {per_retr:.0f} µs |")
     text = "\n".join([
-        "## POP3 download",
+        "## POP3",
         "",
-        f"Measured {when} on {machine()} by `bench/pop3_bench.py`: one session RETRs "
+        f"Measured {when} on {machine()} (load average {load:.1f} at the start)"
+        " by `bench/pop3_bench.py`: one session RETRs "
         f"{args.count:,} messages of {args.size:,} bytes from the same Maildir, median of "
         f"{args.runs} runs per server (alternating), Dovecot 2.3 pop3 vs roost.net.pop3 "
         "(one process).",
         "",
-        "| server | session time | messages/s | throughput |",
-        "|---|---|---|---|",
+        "| server | session time | messages/s | throughput | server CPU per RETR |",
+        "|---|---|---|---|---|",
         *rows,
         "",
-        f"Ratio roost/Dovecot (throughput): **{ratio:.2f}** (goal ≥ 1.0).",
+        f"Ratio roost/Dovecot (throughput): **{ratio:.2f}** (goal ≥ 1.0). Server CPU: user + "
+        "system time of the serving process (roost's one process; Dovecot's pop3 process, "
+        "without its login process) between LIST and QUIT, from /proc, 10 ms clock ticks.",
         "",
     ])
     print(text)
     if not args.no_write:
         results = REPO / "bench" / "RESULTS.md"
         existing = results.read_text() if results.exists() else "# roost benchmark results\n\n"
-        if "## POP3 download" in existing:
-            start = existing.index("## POP3 download")
+        if "## POP3" in existing:
+            start = existing.index("## POP3")
             end = existing.find("\n## ", start + 1)
-            existing = existing[:start] + text + ("" if end < 0 else existing[end + 1:])
+            existing = existing[:start] + text + ("" if end < 0 else "\n" + existing[end + 1:])
         else:
             existing = existing.rstrip("\n") + "\n\n" + text
         results.write_text(existing)

@@ -12,7 +12,7 @@ WANT_TEST=0
 
 as_root() { [ "$(id -u)" = 0 ]; }
 
-DEBIAN_TEST_PACKAGES="postfix postfix-pcre postfix-lmdb postfix-cdb postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd swaks fail2ban fetchmail getmail6 msmtp isync mutt pflogsumm"
+DEBIAN_TEST_PACKAGES="postfix postfix-pcre postfix-lmdb postfix-cdb postfix-sqlite dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd swaks fail2ban fetchmail getmail6 msmtp isync mutt pflogsumm s-nail"
 
 apt_install() {  # apt_install PKG...  (root only; non-interactive, no services started)
   export DEBIAN_FRONTEND=noninteractive

@@ -66,9 +66,11 @@ class HeaderSplitter:
                 return headers, b""
             piece = data[start:newline]
             if self._line:
-                self._keep_partial(piece)
-                line, self._line, overflow = bytes(self._line), bytearray(), self._line_overflow
-                self._line_overflow = False
+                # joined uncut: if the line turns out to start the body it must stay whole;
+                # a header is cut to header_size_limit by _append (memory: one chunk more)
+                line = bytes(self._line) + piece
+                overflow = self._line_overflow or len(line) > self.limit + 2
+                self._line, self._line_overflow = bytearray(), False
             else:
                 line, overflow = piece, False
             ending = b"\n"

@@ -48,6 +48,7 @@ RECIPIENT_HEADERS = frozenset(("to", "cc", "bcc", "apparently-to", "resent-to", 
 HOP_HEADERS = frozenset(("received", "delivered-to"))
 MAILER_DAEMON = "MAILER-DAEMON"
 FLUSH_AT = 1 << 16
+CONTEXT_CACHE_SIZE = 4096  # client addresses whose header context is remembered
 MAX_CHECKED_LINE = 1 << 16   # a longer "line" passes body_checks unchecked (Postfix splits it too)
 
 REPLY_TEMPFAIL = Reply(451, "4.3.0", "Error: queue file write error")
@@ -85,12 +86,25 @@ class CleanupService:
         self._rewrite_clients = settings.list("local_header_rewrite_clients")
         self._interfaces: list | None = None
         self._mynetworks: list | None = None
+        self._context_cache: dict[tuple[str, bool], str] = {}
 
     # ------------------------------------------------------------------ client class
     def header_context(self, origin: str, client: ClientInfo | None) -> str:
         """"local" when headers are rewritten as locally posted (local_header_rewrite_clients)."""
         if origin != "smtpd" and origin != "lmtp" or client is None:
             return "local"
+        # the answer depends only on these and on settings fixed for the service's life;
+        # cached because parsing the address and matching networks costs more than the rest
+        # of a small message's envelope
+        key = (client.address, bool(client.sasl_username))
+        context = self._context_cache.get(key)
+        if context is None:
+            if len(self._context_cache) >= CONTEXT_CACHE_SIZE:
+                self._context_cache.clear()
+            context = self._context_cache[key] = self._header_context(client)
+        return context
+
+    def _header_context(self, client: ClientInfo) -> str:
         for item in self._rewrite_clients:
             if item == "permit_inet_interfaces" and self._address_in(client.address, self._interface_networks()):
                 return "local"

@@ -54,7 +54,7 @@ def collect(layout: QueueLayout) -> list[Entry]:
                 qf = read_envelope(path, queue_id)
             except QueueFileError:
                 continue
-            entries.append(Entry(queue, qf, _defer_reasons(layout, queue_id) if queue == "deferred" else {}))
+            entries.append(Entry(queue, qf, _defer_reasons(layout, queue_id) if queue in ("deferred", "hold") else {}))
     return entries
 
 

@@ -11,12 +11,14 @@ every message of the queues named after it, default hold incoming active deferre
   -p      remove temporary files left by crashed writers
   -s      structure check: files at the wrong hash depth are moved where they belong
   -c DIR  configuration directory; -v accepted.
-Each message deleted is logged as Postfix does: `postfix/postsuper[pid]: ID: removed`;
-placed/released ones as `ID: placed on hold` / `ID: released from hold` / `ID: requeued`.
+Operations run in Postfix's order (requeue, delete, hold, release) whatever the command
+line order. A message named by its ID is reported on stderr and in the log as Postfix 3.7
+does (`postsuper: ID: removed`, `placed on hold`, `released from hold`, `requeued`); `ALL`
+only gives the counts, which are printed and logged for every operation asked for, even 0.
+A malformed ID is skipped with `postsuper: warning: invalid mail queue id: X`.
 The queue manager is poked afterwards so it looks at the queue at once.
 
-Exit status: 0, or 1 for a usage error / bad queue ID (`postsuper: fatal: invalid queue
-id: X`).
+Exit status: 0, or 1 for a usage error.
 Invariants: moves are renames inside queue_directory; nothing else is touched.
 Security: meant for root / the mail owner; queue IDs are validated before any path is built.
 """
@@ -41,6 +43,12 @@ SOURCE_QUEUES = {"delete": DEFAULT_QUEUES + ("maildrop", "corrupt"),
                  "hold": ("incoming", "active", "deferred", "maildrop"),
                  "release": ("hold",), "requeue": ("hold", "incoming", "active", "deferred")}
 TARGET = {"hold": "hold", "release": "deferred", "requeue": "maildrop"}
+
+
+USAGE = ("usage: postsuper [-c config_dir] [-d queue_id (delete)] [-e queue_id (expire)] "
+         "[-f queue_id (expire and/or un-hold)] [-h queue_id (hold)] [-H queue_id (un-hold)] "
+         "[-p (purge temporary files)] [-r queue_id (requeue)] [-s (structure fix)] "
+         "[-S (redundant structure fix)][-v (verbose)] [queue...]")  # Postfix 3.7's words
 
 
 class Fatal(Exception):
@@ -71,28 +79,32 @@ def parse(argv: list[str]):
         elif arg == "-v":
             continue
         else:
-            raise Fatal(f"usage: postsuper [-c config_dir] [-d queue_id] [-h queue_id] "
-                        f"[-H queue_id] [-p] [-r queue_id] [-s] [-v] [queue...]")
+            if arg.startswith("-") and len(arg) > 1:
+                print(f"postsuper: invalid option -- '{arg[1]}'", file=sys.stderr)
+            raise Fatal(USAGE)
     return config, requests, purge, check
 
 
-def targets(layout: QueueLayout, action: str, target: str, queues: tuple[str, ...]):
+def targets(layout: QueueLayout, action: str, target: str, queues: tuple[str, ...], warn):
+    """(queue, queue_id, path, named) of each message a request selects; `named`: the ID was
+    given (Postfix reports those one by one, ALL only as a count)."""
     sources = queues or (SOURCE_QUEUES[action] if target != "ALL" else
                          tuple(q for q in DEFAULT_QUEUES if q in SOURCE_QUEUES[action]))
     if target == "ALL":
         for queue in sources:
             for queue_id, path in list(layout.scan(queue)):
-                yield queue, queue_id, path
+                yield queue, queue_id, path, False
         return
     ids = [line.strip() for line in sys.stdin] if target == "-" else [target]
     for queue_id in ids:
         if not queue_id:
             continue
         if not is_queue_id(queue_id):
-            raise Fatal(f"invalid queue id: {queue_id}")
+            warn(f"invalid mail queue id: {queue_id}")
+            continue
         found = layout.find(queue_id, sources)
         if found is not None:
-            yield found[0], queue_id, found[1]
+            yield found[0], queue_id, found[1], True
 
 
 def apply(layout: QueueLayout, action: str, queue: str, queue_id: str, path: str) -> bool:
@@ -145,30 +157,43 @@ def rehash(layout: QueueLayout) -> int:
     return moved
 
 
+ORDER = ("requeue", "delete", "hold", "release")  # Postfix's, whatever the command line order
+
+
 def main(argv: list[str]) -> int:
     try:
         config, requests, purge, check = parse(argv[1:])
         settings = main_settings(config_directory(config))
-        layout = QueueLayout.from_settings(settings)
-        log = tool_logger(settings, "postsuper")
-        counts: dict[str, int] = {}
-        for action, target, queues in requests:
-            for queue, queue_id, path in targets(layout, action, target, queues):
-                if apply(layout, action, queue, queue_id, path):
-                    counts[action] = counts.get(action, 0) + 1
-                    log.info(f"{queue_id}: {LOGGED[action]}")
     except Fatal as exc:
         print(f"postsuper: fatal: {exc}", file=sys.stderr)
         return 1
+    layout = QueueLayout.from_settings(settings)
+    log = tool_logger(settings, "postsuper")
+
+    def say(text: str, warning: bool = False) -> None:
+        print(f"postsuper: {'warning: ' if warning else ''}{text}", file=sys.stderr)
+        (log.warning if warning else log.info)(text)
+
+    counts: dict[str, int] = {}
+    for action in ORDER:
+        for requested, target, queues in requests:
+            if requested != action:
+                continue
+            counts.setdefault(action, 0)
+            for queue, queue_id, path, named in targets(
+                    layout, action, target, queues, lambda text: say(text, warning=True)):
+                if apply(layout, action, queue, queue_id, path):
+                    counts[action] += 1
+                    if named:
+                        say(f"{queue_id}: {LOGGED[action]}")
     if purge:
         purge_temporary(layout)
     if check:
         rehash(layout)
-    for action in ("requeue", "hold", "release", "delete"):
-        if counts.get(action):
+    for action in ORDER:
+        if action in counts:   # reported when asked for, even as 0 (Postfix does)
             count = counts[action]
-            print(f"postsuper: {SUMMARY[action]}: {count} message{'s' if count != 1 else ''}",
-                  file=sys.stderr)
-    if counts:
+            say(f"{SUMMARY[action]}: {count} message{'s' if count != 1 else ''}")
+    if any(counts.values()):
         send_request(settings.get("queue_directory"), "A")
     return 0

@@ -40,7 +40,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "mail_plugins", "maildir_copy_with_hardlinks", "login_greeting", "pop3_lock_session",
         "pop3_logout_format", "lmtp_add_received_header", "lmtp_hdr_delivery_address",
         "lmtp_rcpt_check_quota", "mail_temp_dir", "mbox_dotlock_change_timeout",
-        "mbox_lock_timeout", "quota_full_tempfail")),
+        "mbox_lock_timeout", "quota_full_tempfail", "imap_literal_minus", "imap_logout_format")),
     "passdb": frozenset(("driver", "args", "default_fields", "override_fields", "deny",
                          "result_success", "result_failure", "result_internalfail", "skip")),
     "userdb": frozenset(("driver", "args", "default_fields", "override_fields",
@@ -72,7 +72,7 @@ ACTED_ON: dict[str, frozenset[str]] = {
                          "disable_plaintext_auth", "login_trusted_networks", "login_greeting",
                          "pop3_uidl_format", "pop3_lock_session", "pop3_logout_format",
                          # IMAP (roost.net.imap)
-                         "imap_max_line_length",
+                         "imap_max_line_length", "imap_literal_minus", "imap_logout_format",
                          # LMTP (roost.net.lmtp, roost.lmtp) and the mbox store
                          "hostname", "recipient_delimiter", "lmtp_save_to_detail_mailbox",
                          "lmtp_add_received_header", "lmtp_rcpt_check_quota",

@@ -1,14 +1,18 @@
 """An authenticated IMAP session: runs parsed commands against the user's mail store.
 
 Implements the AUTHENTICATED and SELECTED states of RFC 3501 §6.3-§6.4 / RFC 9051 with
-NAMESPACE (RFC 2342), ENABLE (RFC 5161: CONDSTORE, QRESYNC, UTF8=ACCEPT, IMAP4rev2),
+NAMESPACE (RFC 2342, the store's prefix), ENABLE (RFC 5161: CONDSTORE, UTF8=ACCEPT, and
+IMAP4rev2, after which SEARCH answers ESEARCH, SELECT sends LIST and no RECENT, and the Recent flag
+is not shown: RFC 9051 §6.3.2, §6.4.4, appendix E),
 UIDPLUS (RFC 4315 APPENDUID/COPYUID, UID EXPUNGE), MOVE (RFC 6851), UNSELECT (RFC 3691),
 ESEARCH/SEARCHRES (RFC 4731, RFC 5182), SORT/THREAD (RFC 5256), CONDSTORE (RFC 7162
 MODSEQ, UNCHANGEDSINCE, HIGHESTMODSEQ), QUOTA (RFC 9208 GETQUOTA/GETQUOTAROOT),
 SPECIAL-USE and LIST-EXTENDED/LIST-STATUS (roost.imap.mailboxes). Reply texts are Dovecot
 2.3's without its timing suffix.
 
-`execute(command)` is synchronous and does file I/O: the network layer runs it in a thread
+FETCH of ENVELOPE/header items reads the store's cached header block (MaildirMailbox.header)
+and keeps each ENVELOPE in roost.imap.envelopes, so a repeated `UID FETCH 1:* (... ENVELOPE)`
+opens no files. `execute(command)` is synchronous and does file I/O: the network layer runs it in a thread
 and writes the returned responses. After each command the selected mailbox is refreshed and
 the client told what other sessions and deliveries changed (roost.imap.view), expunges only
 where RFC 3501 §7.4.1 allows them.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import io
 
 from roost.message import fetch as fetching
+from roost.imap import envelopes
 from roost.imap.mailboxes import list_responses, status_items
 from roost.imap.view import SelectedView, flag_names
 from roost.message import search as searching
@@ -31,15 +36,23 @@ from roost.message.sort import SortItem, sort_data, sort_items
 from roost.message.thread import ordered_subject, references
 from roost.proto.imap import response
 from roost.proto.imap.searchkeys import needs_message
+from roost.proto.imap.quote import string as quote_string
 from roost.proto.imap.seqset import compact
 from roost.proto.imap.states import State
 
-CAPABILITIES = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
+CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
                 "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "MULTIAPPEND",
                 "UNSELECT", "CHILDREN", "NAMESPACE", "UIDPLUS", "LIST-EXTENDED", "I18NLEVEL=1",
                 "CONDSTORE", "ESEARCH", "SEARCHRES", "WITHIN", "LIST-STATUS", "BINARY", "MOVE",
-                "STATUS=SIZE", "LITERAL+", "SPECIAL-USE", "QUOTA", "UTF8=ACCEPT")
-ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT")
+                "STATUS=SIZE", "LITERAL+", "SPECIAL-USE", "QUOTA", "UTF8=ACCEPT",
+                "COMPRESS=DEFLATE")
+ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT", "IMAP4rev2")
+_ENABLE_NAMES = {name.upper(): name for name in ENABLEABLE}
+
+
+def capabilities(literal_minus: bool = False) -> list[str]:
+    """The post-login list; LITERAL- instead of LITERAL+ with imap_literal_minus (RFC 7888)."""
+    return [("LITERAL-" if literal_minus and cap == "LITERAL+" else cap) for cap in CAPABILITIES]
 
 
 class MessageGone(Exception):
@@ -116,8 +129,14 @@ class Session:
 
     # ---- any state -----------------------------------------------------------------------
 
+    @property
+    def rev2(self) -> bool:
+        """IMAP4rev2 ENABLEd (RFC 9051 §6.3.1): rev2 responses from then on."""
+        return "IMAP4rev2" in self.enabled
+
     def cmd_capability(self, c):
-        return [response.capability(list(CAPABILITIES)), response.ok(c.tag, "Capability completed.")]
+        return [response.capability(capabilities(self.connection.limits.literal_minus)),
+                response.ok(c.tag, "Capability completed.")]
 
     def cmd_noop(self, c):
         return self.finish(c.tag, "NOOP completed.")
@@ -137,20 +156,27 @@ class Session:
         newly = []
         for capability in c.capabilities:
             name = capability.upper()
+            name = _ENABLE_NAMES.get(name, name)  # RFC 5161 names are case-insensitive
             if name == "QRESYNC":
                 continue  # VANISHED handling is not offered (QRESYNC not advertised)
             if name in ENABLEABLE and name not in self.enabled:
                 self.enabled.add(name)
                 newly.append(name)
-                if name == "UTF8=ACCEPT":
+                if name in ("UTF8=ACCEPT", "IMAP4rev2"):  # RFC 9051 §5.1: UTF-8 names
                     self.connection.utf8 = True
+                if name == "IMAP4rev2" and self.view is not None:
+                    self.view.rev2 = True
                 if name == "CONDSTORE" and self.view is not None:
                     self.view.condstore = True
         return [response.enabled(newly), response.ok(c.tag, "Enabled.")]
 
     def cmd_namespace(self, c):
         separator = self.store.separator.replace("\\", "\\\\")
-        return [response.untagged(f'NAMESPACE (("" "{separator}")) NIL NIL'),
+        # RFC 2342 §5: the personal namespace's prefix is the store's (Dovecot's
+        # namespace { prefix = INBOX. } style layouts), "" by default
+        prefix = getattr(self.store, "prefix", "") or ""
+        prefix = prefix.replace("\\", "\\\\").replace('"', '\\"')
+        return [response.untagged(f'NAMESPACE (("{prefix}" "{separator}")) NIL NIL'),
                 response.ok(c.tag, "Namespace completed.")]
 
     # ---- mailboxes -----------------------------------------------------------------------
@@ -163,7 +189,8 @@ class Session:
             self.connection.state = State.AUTHENTICATED
         readonly = c.name == "EXAMINE"
         mailbox = self.store.open_mailbox(c.mailbox, readonly=readonly)
-        view = SelectedView(mailbox, readonly, condstore=c.condstore or "CONDSTORE" in self.enabled)
+        view = SelectedView(mailbox, readonly, condstore=c.condstore or "CONDSTORE" in self.enabled,
+                            rev2=self.rev2)
         if c.condstore:
             self.enabled.add("CONDSTORE")
         view.load()
@@ -172,7 +199,14 @@ class Session:
         out.append(view.flags_response())
         out.append(response.ok(None, "Flags permitted.", view.permanent_flags()))
         out.append(response.exists(view.count))
-        out.append(response.recent(len(view.recent)))
+        if self.rev2:
+            # RFC 9051 §6.3.2: LIST of the selected mailbox is required; RECENT is gone (§E)
+            separator = self.store.separator.encode()
+            name = "INBOX" if c.mailbox.upper() == "INBOX" else c.mailbox
+            out.append(response.untagged(b"LIST () " + quote_string(separator) + b" "
+                                         + quote_string(name.encode("utf-8"), utf8=True)))
+        else:
+            out.append(response.recent(len(view.recent)))
         unseen = next((i + 1 for i, uid in enumerate(view.uids)
                        if "\\Seen" not in view.infos[uid].flags), None)
         if unseen is not None:
@@ -338,6 +372,11 @@ class Session:
         if c.changedsince is not None or any(item.name == "MODSEQ" for item in c.items):
             out += self.enable_condstore()
         set_seen = fetching.sets_seen(c.items) and not view.readonly
+        # ENVELOPE/HEADER fetches read the store's cached header block, not the file
+        load = self.read_header if fetching.header_only(c.items) \
+            and hasattr(view.mailbox, "header") else self.read_message
+        where = envelopes.mailbox_key(view.mailbox), getattr(view.mailbox, "uidvalidity", None)
+        wants_envelope = None not in where and any(item.name == "ENVELOPE" for item in c.items)
         for seq, uid in chosen:
             info = view.infos.get(uid)
             if info is None:
@@ -353,11 +392,17 @@ class Session:
                     view.infos[uid] = info
                     changed = True
             try:
+                known = None
+                if wants_envelope:
+                    known = envelopes.get(where + (uid,))
+                    if known is None:
+                        known = fetching.envelope_of(load(uid))
+                        envelopes.put(where + (uid,), known)
                 out.append(fetching.render(
-                    seq, info, c.items, lambda uid=uid: self.read_message(uid),
+                    seq, info, c.items, lambda uid=uid: load(uid),
                     uid_command=c.uid, seen_set=changed,
                     include_modseq=view.condstore or c.changedsince is not None,
-                    recent=uid in view.recent))
+                    recent=uid in view.recent and not view.rev2, known_envelope=known))
             except fetching.FetchFailed as failure:  # RFC 3516 §4.3: unknown encoding
                 if failure.response:
                     out.append(failure.response)
@@ -372,6 +417,13 @@ class Session:
         try:
             with self.view.mailbox.open_message(uid) as stream:
                 return stream.read()
+        except (StoreError, OSError):
+            raise MessageGone(uid) from None
+
+    def read_header(self, uid: int) -> bytes:
+        from roost.store import StoreError
+        try:
+            return self.view.mailbox.header(uid)
         except (StoreError, OSError):
             raise MessageGone(uid) from None
 
@@ -489,7 +541,13 @@ class Session:
         numbers = [uid if c.uid else seq for seq, uid in found]
         by_number = {(uid if c.uid else seq): uid for seq, uid in found}
         infos = self.view.infos
-        if c.returns is None:
+        if c.returns is None and self.rev2:
+            # RFC 9051 §6.4.4: an IMAP4rev2 SEARCH answers ESEARCH, ALL when not asked otherwise
+            results = [("ALL", compact(sorted(numbers)))] if numbers else []
+            if with_modseq and found:
+                results.append(("MODSEQ", max(infos[uid].modseq for _s, uid in found)))
+            out.append(response.esearch(c.tag, c.uid, results))
+        elif c.returns is None:
             modseq = None
             if with_modseq and found:
                 modseq = max(infos[uid].modseq for _s, uid in found)

@@ -40,6 +40,7 @@ class SelectedView:
     infos: dict = field(default_factory=dict)  # uid -> MessageInfo as last reported
     keywords: set = field(default_factory=set)  # keywords announced in FLAGS
     recent: set = field(default_factory=set)  # UIDs \Recent in this session (roost.imap.recent)
+    rev2: bool = False  # IMAP4rev2 enabled: no \Recent, no RECENT (RFC 9051 appendix E)
 
     def load(self) -> None:
         if self.readonly:
@@ -55,7 +56,7 @@ class SelectedView:
 
     def flags_of(self, info) -> list[str]:
         names = flag_names(info)
-        return names + ["\\Recent"] if info.uid in self.recent else names
+        return names + ["\\Recent"] if info.uid in self.recent and not self.rev2 else names
 
     # ---- numbering -----------------------------------------------------------------------
 
@@ -132,7 +133,8 @@ class SelectedView:
                 self.recent |= {uid for uid in added if uid >= first}
             else:
                 self.recent |= recent_marks.claim(self.mailbox) & set(added)
-            out.append(response.recent(len(self.recent & set(self.uids))))
+            if not self.rev2:
+                out.append(response.recent(len(self.recent & set(self.uids))))
         return out
 
     def flags_fetch(self, uid: int, info, with_uid: bool) -> bytes:

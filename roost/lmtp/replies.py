@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 
 from roost.proto.smtp import reply as R
 from roost.proto.smtp.reply import Reply
@@ -27,16 +28,17 @@ def shown(address: str) -> str:
     return local + at + domain
 
 
-MAIL_OK = Reply(250, "2.1.0", "OK")
-RCPT_OK = Reply(250, "2.1.5", "OK")
-DATA_GO = Reply(354, None, "OK")
-OK = Reply(250, "2.0.0", "OK")
-BYE = Reply(221, "2.0.0", "Bye")
+# Postfix's codes, Dovecot's words
+MAIL_OK = replace(R.MAIL_OK, text="OK")
+RCPT_OK = replace(R.RCPT_OK, text="OK")
+DATA_GO = replace(R.START_DATA, text="OK")
+OK = replace(R.OK, text="OK")
+BYE = R.BYE
 TRY_RCPT = Reply(252, "2.3.3", "Try RCPT instead")
 UNKNOWN_COMMAND = Reply(500, "5.5.1", "Unknown command")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Shutting down")
 IDLE_TIMEOUT = Reply(421, "4.4.2", "Disconnected for inactivity")
-TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+TLS_UNAVAILABLE = replace(R.TLS_UNAVAILABLE, text="TLS not available")
 QUOTA_EXCEEDED = "Quota exceeded (mailbox for user is full)"  # Dovecot's quota_exceeded_message
 
 

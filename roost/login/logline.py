@@ -11,8 +11,15 @@ rest joined with ", "), observed with Debian's Dovecot 2.3.19:
 `%c` is `TLS` on an encrypted connection, `secured` on a trusted one, else nothing. The
 parenthesised reason follows Dovecot's precedence (no attempts; disallowed plaintext auth; an
 unsupported mechanism; an unfinished SASL exchange; invalid base64 in an initial response;
-else "auth failed, N attempts in S secs", seconds since the first attempt); fail2ban's stock dovecot filter matches the failure forms
-(tests/net/test_login_fail2ban.py).
+else "auth failed, N attempts in S secs", seconds since the first attempt); fail2ban's stock
+dovecot filter matches the failure forms (tests/net/test_login_fail2ban.py); the imap-login
+lines are compared with Dovecot's in tests/net/test_login_lines_dovecot.py.
+
+After login, the mail process logs `Disconnected: <reason> <imap_logout_format>` with the
+session's counters (imap_logout_line; Dovecot 2.3's default format `in=%i out=%o
+deleted=%{deleted} expunged=%{expunged} trashed=%{trashed} hdr_count=%{fetch_hdr_count}
+hdr_bytes=%{fetch_hdr_bytes} body_count=%{fetch_body_count} body_bytes=%{fetch_body_bytes}`,
+tests/net/test_login_lines_dovecot.py compares it with Dovecot's).
 
 Invariants: one line, no CR/LF (the logger also sanitises); user names are shown bounded.
 Security: never contains a password; the user name is the client's text, bounded to 64 chars
@@ -99,3 +106,47 @@ def disconnect_line(state: LoginLogState, reason: str, now: float) -> str:
 def session_prefix(protocol: str, user: str, pid: int, session: str) -> str:
     """The log prefix of the mail session after login: `pop3(alice)<1154><Ovr00/hg3rN/AAAB>`."""
     return f"{protocol}({user[:USER_SHOWN_MAX]})<{pid}><{session}>"
+
+
+IMAP_LOGOUT_FORMAT = ("in=%i out=%o deleted=%{deleted} expunged=%{expunged} trashed=%{trashed} "
+                      "hdr_count=%{fetch_hdr_count} hdr_bytes=%{fetch_hdr_bytes} "
+                      "body_count=%{fetch_body_count} body_bytes=%{fetch_body_bytes}")
+# Dovecot 2.3 imap_logout_format variables; counters a caller does not track are 0.
+IMAP_LOGOUT_COUNTERS = ("input", "output", "deleted", "expunged", "trashed", "autoexpunged",
+                        "appended", "fetch_hdr_count", "fetch_hdr_bytes", "fetch_body_count",
+                        "fetch_body_bytes")
+_SHORT_VARIABLES = {"i": "input", "o": "output"}
+
+
+def expand_logout_format(fmt: str, values: dict[str, object],
+                         known: tuple[str, ...] = IMAP_LOGOUT_COUNTERS) -> str:
+    """`fmt` with %i/%o, %{name} and %% expanded from `values` (names in `known` default to
+    0, %{session} to the value given); unknown variables expand to nothing."""
+    out: list[str] = []
+    position = 0
+    while position < len(fmt):
+        char = fmt[position]
+        if char != "%" or position + 1 >= len(fmt):
+            out.append(char)
+            position += 1
+            continue
+        key = fmt[position + 1]
+        position += 2
+        if key == "%":
+            out.append("%")
+            continue
+        if key == "{":
+            end = fmt.find("}", position)
+            name = fmt[position:end] if end >= 0 else ""
+            position = end + 1 if end >= 0 else len(fmt)
+        else:
+            name = _SHORT_VARIABLES.get(key, "")
+        default = 0 if name in known else ""
+        out.append(str(values.get(name, default)))
+    return "".join(out)
+
+
+def imap_logout_line(reason: str, values: dict[str, object],
+                     fmt: str = IMAP_LOGOUT_FORMAT) -> str:
+    """`Disconnected: Logged out in=12 out=345 deleted=0 ...` (the imap session's last line)."""
+    return f"Disconnected: {reason} {expand_logout_format(fmt, values)}".rstrip()

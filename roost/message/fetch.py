@@ -10,7 +10,9 @@ CONDSTORE) and an implicit FLAGS (after \\Seen was set), then the rest in reques
 Section data is always a literal ({0} for a missing part), BINARY data a literal8 `~{n}`
 when a transfer encoding was removed or it holds NUL, BINARY.SIZE of a missing part 0.
 
-`sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
+`header_only(items)` tells whether the message's header block is all rendering needs (ENVELOPE,
+BODY[HEADER...], RFC822.HEADER and the cheap items), so the session can hand over the store's
+cached header instead of reading the file. `sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
 BINARY[...], RFC822, RFC822.TEXT without .PEEK). Raises FetchFailed for BINARY of an unknown
 transfer encoding: the session sends its partial response and `NO [UNKNOWN-CTE]` (RFC 3516
 §4.3), ending the command as Dovecot does.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Callable
 
 from roost.message.analysis import Analysis, analyse
+from roost.message.imapfmt import envelope
 from roost.message.mime import Part, find_part, parse_message
 from roost.message.sections import UnknownEncoding, binary_decoded, binary_size, extract, partial
 from roost.proto.imap.commands import FetchItem, Section
@@ -47,6 +50,24 @@ def sets_seen(items: tuple[FetchItem, ...]) -> bool:
                or i.name in ("RFC822", "RFC822.TEXT") for i in items)
 
 
+_CHEAP_ITEMS = {"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "MODSEQ", "ENVELOPE",
+                "RFC822.HEADER"}
+_HEADER_TEXTS = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"}
+
+
+def header_only(items: tuple[FetchItem, ...]) -> bool:
+    """Whether the header block (through its empty line) renders every item exactly."""
+    return all(i.name in _CHEAP_ITEMS
+               or (i.name == "BODY" and i.section is not None and not i.section.part
+                   and i.section.text in _HEADER_TEXTS)
+               for i in items)
+
+
+def envelope_of(data: bytes) -> bytes:
+    """The ENVELOPE of a message (or of its header block alone)."""
+    return envelope(parse_message(data).header)
+
+
 def needs_message(items: tuple[FetchItem, ...]) -> bool:
     """Whether rendering reads the message (cached Analysis covers the structures)."""
     return any(i.name in _STREAM_ITEMS and (i.section is not None or i.name.startswith("RFC822"))
@@ -59,6 +80,7 @@ class _Message:
         self._data: bytes | None = None
         self._root: Part | None = None
         self.analysis = analysis
+        self.known_envelope: bytes | None = None
 
     @property
     def data(self) -> bytes:
@@ -71,6 +93,13 @@ class _Message:
         if self._root is None:
             self._root = parse_message(self.data)
         return self._root
+
+    def envelope(self) -> bytes:
+        if self.known_envelope is not None:
+            return self.known_envelope
+        if self.analysis is not None:
+            return self.analysis.envelope
+        return envelope(self.root.header)
 
     def structures(self) -> Analysis:
         if self.analysis is None:
@@ -100,9 +129,12 @@ def _section_value(message: _Message, item: FetchItem) -> bytes:
 
 def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], bytes], *,
            analysis: Analysis | None = None, uid_command: bool = False, seen_set: bool = False,
-           include_modseq: bool = False, recent: bool = False, keyword_order=None) -> bytes:
-    """The FETCH response for one message; `info` already carries any \\Seen just set."""
+           include_modseq: bool = False, recent: bool = False, keyword_order=None,
+           known_envelope: bytes | None = None) -> bytes:
+    """The FETCH response for one message; `info` already carries any \\Seen just set;
+    `known_envelope`: the ENVELOPE computed earlier (roost.imap.envelopes)."""
     message = _Message(load, analysis)
+    message.known_envelope = known_envelope
 
     def value(name: str, item: FetchItem | None = None) -> bytes:
         if name == "FLAGS":
@@ -116,7 +148,7 @@ def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], byte
         if name == "MODSEQ":
             return b"(%d)" % info.modseq
         if name == "ENVELOPE":
-            return message.structures().envelope
+            return message.envelope()
         if name == "BODYSTRUCTURE":
             return message.structures().bodystructure
         if name == "BODY" and (item is None or item.section is None):

@@ -129,7 +129,8 @@ def _quoted_name(name: str) -> str:
 def _addresses_text(value: bytes) -> str:
     """The address list rewritten as Dovecot matches FROM/TO/CC/BCC (observed): each address
     as `<mailbox@host>` (route kept: `<@a,@b:mailbox@host>`) after its display name, which is
-    quoted unless it is a single atom; groups as `name: ... ;`; `<>` left out."""
+    quoted unless it is a single atom; groups as `name: ... ;`; `<>` as ENVELOPE's stand-in
+    `<MISSING_MAILBOX@MISSING_DOMAIN>` (so FROM MISSING_DOMAIN finds it, Dovecot observed)."""
     out: list[str] = []
     for address in parse_address_list(value):
         if address.is_group_end:
@@ -139,7 +140,8 @@ def _addresses_text(value: bytes) -> str:
             out.append(decode_header(address.mailbox or b"") + ":")
             continue
         if address.empty:
-            continue  # "<>" is no searchable text, an empty list element is (Dovecot)
+            out.append("<MISSING_MAILBOX@MISSING_DOMAIN>")
+            continue
         spec = decode_header(address.addr_spec)
         if address.route:
             spec = decode_header(address.route) + ":" + spec

@@ -51,6 +51,12 @@ def _field_spans(data: bytes, start: int, end: int):
 def header_fields(data: bytes, start: int, header_end: int, body_start: int, names: tuple[str, ...],
                   negate: bool, terminator: bool = True) -> bytes:
     wanted = {n.lower() for n in names}
+    separator = data[header_end:body_start]
+    if negate and not separator and terminator:
+        # HEADER.FIELDS.NOT of a header without its blank line: the kept fields as they are,
+        # a last line without CRLF included, and no terminator (Dovecot 2.3, observed)
+        return b"".join(raw for name, raw in _field_spans(data, start, header_end)
+                        if name not in wanted)
     out = [raw if raw.endswith(b"\n") else raw + b"\r\n"
            for name, raw in _field_spans(data, start, header_end) if (name in wanted) != negate]
     if not terminator:

@@ -5,7 +5,11 @@ literals, limits): greeting with the pre-login CAPABILITY, then the NOT AUTHENTI
 here (CAPABILITY, NOOP, ID, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE with SASL-IR through
 roost.net.login, which applies disable_plaintext_auth, auth_failure_delay and the per-IP
 penalty), then roost.imap.session.Session runs every command against the mail store in a
-thread; IDLE (RFC 2177) waits on the store's change feed and sends updates as they happen.
+thread; IDLE (RFC 2177) waits on the store's change feed and sends updates as they happen;
+COMPRESS=DEFLATE (RFC 4978) switches both directions to raw deflate (zlib, wbits -15) right
+after its tagged OK, with a sync flush at the end of each batch of responses. A command's
+responses go out as one buffer. Dovecot's 20-BADs-in-a-row rule counts the session's BADs
+too (ImapConnection.command_finished).
 
 Dovecot's texts and log lines (observed with 2.3.19): `* OK [CAPABILITY ...] Dovecot ready.`,
 `NO [AUTHENTICATIONFAILED] Authentication failed.`, `NO [PRIVACYREQUIRED] Plaintext
@@ -26,6 +30,7 @@ import asyncio
 import base64
 import os
 import time
+import zlib
 from typing import Any
 
 from roost.login import logline
@@ -64,7 +69,10 @@ class ImapService:
         self.mail_settings = MailSettings.from_dovecot(view)
         self.open_store = open_store or open_user_store
         line_max = view.int("imap_max_line_length") or 65536
-        self.limits = Limits(max_line_length=line_max, max_literal=line_max)
+        # Dovecot's imap_literal_minus: LITERAL- (RFC 7888 §5) instead of LITERAL+
+        self.limits = Limits(max_line_length=line_max, max_literal=line_max,
+                             literal_minus=view.bool("imap_literal_minus"))
+        self.logout_format = view.str("imap_logout_format")
 
     def session_logger(self, prefix: str):
         if self.log_setup is not None:
@@ -94,25 +102,46 @@ class _Client:
                                            tls=conn.tls, secured=self.policy.secured)
         self.session = None
         self.bytes_in = self.bytes_out = 0
+        self.deflate = self.inflate = None  # COMPRESS=DEFLATE (RFC 4978) once active
+        self.deflate_pending = False  # compressed output not yet flushed
 
     # ---- I/O -----------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         self.bytes_out += len(data)
+        if self.deflate is not None:
+            self.deflate_pending = True
+            data = self.deflate.compress(data)
+            if not data:
+                return
         self.conn.writer.write(data)
 
     async def flush(self) -> None:
+        if self.deflate_pending:
+            # RFC 4978 §4: flush at the end of each response batch so the client can decode;
+            # never an empty flush block (mbsync takes one as an empty response)
+            self.deflate_pending = False
+            self.conn.writer.write(self.deflate.flush(zlib.Z_SYNC_FLUSH))
         await self.conn.writer.drain()
 
     async def read_more(self, timeout: float) -> None:
         await self.flush()
         try:
-            data = await asyncio.wait_for(self.conn.reader.read(READ_SIZE), timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: no task per pending read (memory per idle client)
+            async with asyncio.timeout(timeout):
+                data = await self.conn.reader.read(READ_SIZE)
+        except TimeoutError:
             raise Closed("inactivity") from None
         if not data:
             raise Closed("Connection closed")
         self.bytes_in += len(data)
+        if self.inflate is not None:
+            try:
+                data = self.inflate.decompress(data)
+            except zlib.error:
+                raise Closed("Connection closed") from None
+            if self.inflate.eof:
+                raise Closed("Connection closed")
         self.machine.receive_data(data)
 
     async def next_event(self, timeout: float):
@@ -130,6 +159,8 @@ class _Client:
 
     def capabilities(self) -> list[str]:
         caps = list(PRELOGIN_CAPABILITIES)
+        if self.service.limits.literal_minus:
+            caps[caps.index("LITERAL+")] = "LITERAL-"
         if self.conn.ssl_context is not None and not self.conn.tls:
             caps.append("STARTTLS")
         mechanisms = self.policy.mechanisms_for(self.state.secured)
@@ -280,7 +311,7 @@ class _Client:
     # ---- after login ---------------------------------------------------------------------
 
     async def mail_session(self, record) -> None:
-        from roost.imap.session import CAPABILITIES, Session
+        from roost.imap.session import Session, capabilities
         from roost.store import StoreError
 
         pid = os.getpid()
@@ -298,7 +329,8 @@ class _Client:
             return
         session = Session(store, self.state.user, self.machine, log)
         self.send(response.ok(self.login_tag, "Logged in",
-                              response.code("CAPABILITY", *CAPABILITIES)))
+                              response.code("CAPABILITY",
+                                            *capabilities(self.service.limits.literal_minus))))
         reason = "Connection closed"
         try:
             reason = await self.commands(session)
@@ -308,7 +340,9 @@ class _Client:
             reason = "Connection closed"
         finally:
             await asyncio.to_thread(session.close_view)
-            log.info(f"Disconnected: {reason} in={self.bytes_in} out={self.bytes_out}")
+            log.info(logline.imap_logout_line(reason, {
+                "input": self.bytes_in, "output": self.bytes_out, "session": self.state.session,
+                **getattr(session, "logout_counters", {})}, self.service.logout_format))
 
     async def commands(self, session) -> str:
         while True:
@@ -324,18 +358,51 @@ class _Client:
             if command.name == "IDLE":
                 await self.idle(session, command.tag)
                 continue
-            if command.name in ("STARTTLS", "COMPRESS"):
+            if command.name == "COMPRESS":
+                await self.compress(command)
+                continue
+            if command.name == "STARTTLS":
                 self.machine.resume()
-                self.send(response.bad(command.tag, "Unknown command."
-                                       if command.name == "STARTTLS"
-                                       else "Unsupported compression mechanism."))
+                self.send(response.bad(command.tag, "TLS is already active." if self.conn.tls
+                                       else "Unknown command."))
                 continue
             replies = await asyncio.to_thread(session.execute, command)
-            for reply in replies:
-                self.send(reply)
+            self.send(b"".join(replies))  # one write: a 100k-line FETCH is one buffer, not 100k
+            tagged = replies[-1] if replies else b""
+            # Dovecot's rule: 20 BAD answers in a row end the connection
+            limit = self.machine.command_finished(
+                bad=tagged.startswith(command.tag.encode() + b" BAD "))
+            if limit is not None:
+                self.send(limit.reply)
+                await self.flush()
+                return "Too many invalid IMAP commands"
             if session.logout:
                 await self.flush()
                 return "Logged out"
+
+    async def compress(self, command) -> None:
+        """RFC 4978 COMPRESS DEFLATE: raw deflate (RFC 1951, no zlib header) both ways,
+        starting right after the tagged OK; bytes the client pipelined after the command
+        were sent compressed and go through the inflater (§3)."""
+        mechanism = (getattr(command, "mechanism", "") or "").upper()
+        if self.deflate is not None:
+            self.machine.resume()
+            # RFC 4978 §3: a second COMPRESS is refused with [COMPRESSIONACTIVE]
+            self.send(response.no(command.tag, "COMPRESSION=DEFLATE already enabled.",
+                                  response.code("COMPRESSIONACTIVE")))
+            return
+        if mechanism != "DEFLATE":
+            self.machine.resume()
+            self.send(response.no(command.tag, "Unknown compression mechanism."))
+            return
+        self.send(response.ok(command.tag, "Begin compression."))
+        await self.flush()
+        pending = self.machine.take_buffered()
+        self.machine.resume()
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+        if pending:
+            self.machine.receive_data(self.inflate.decompress(pending))
 
     async def idle(self, session, tag: str) -> None:
         """RFC 2177: `+ idling`, updates as they happen, until the client's DONE."""

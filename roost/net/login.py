@@ -10,9 +10,11 @@ Dovecot 2.3's login processes and auth service do:
 - `password_login` and `sasl_login` (driving roost.proto.sasl machines; `exchange` is the
   protocol's async callback that sends a challenge and returns the client's decoded answer):
   the per-IP penalty (roost.auth.penalty, Dovecot's anvil; not for trusted networks, as
-  Dovecot's `no-penalty`) is waited out before the check, password hashing runs in a thread
-  (asyncio.to_thread), a failure is answered `auth_failure_delay` after the credentials
-  arrived whatever the reason (unknown user and wrong password look alike), then the userdb
+  Dovecot's `no-penalty`) is waited out before the check, password hashing runs in the
+  worker's own pool of one thread per core (hashing_pool: a burst of SHA512-CRYPT logins
+  must not queue ahead of the store work the mail sessions send to asyncio's default
+  executor; bench/login_bench.py measures it), a failure is answered `auth_failure_delay`
+  after the credentials arrived whatever the reason (unknown user and wrong password look alike), then the userdb
   lookup gives the UserRecord the mail session needs.
 
 Invariants: a login result is final (ok with a UserRecord, or a failure kind); exceptions of
@@ -24,8 +26,11 @@ protocols; passwords go only to the passdb verification and the penalty's keyed 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +43,16 @@ from roost.proto import sasl
 
 SERVED_MECHANISMS = ("PLAIN", "LOGIN")  # need only a password check (see roost.net.auth)
 SETTINGS_CACHE_MAX = 256
+_hashing: ThreadPoolExecutor | None = None
+
+
+def hashing_pool() -> ThreadPoolExecutor:
+    """The threads that verify passwords (created in the worker, on its first login)."""
+    global _hashing
+    if _hashing is None:
+        _hashing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                      thread_name_prefix="roost-login-hash")
+    return _hashing
 
 Exchange = Callable[[bytes], Awaitable["bytes | sasl.Cancel"]]
 
@@ -181,8 +196,10 @@ class LoginService:
             await self._fail(ip, started, checksum)
             return LoginResult(False, user, reason="master user login not supported")
         try:
-            result = await asyncio.to_thread(self.lookup.authenticate, user, password, service,
-                                             remote_ip, local_ip, secured, mechanism=mechanism)
+            result = await asyncio.get_running_loop().run_in_executor(
+                hashing_pool(), functools.partial(self.lookup.authenticate, user, password,
+                                                  service, remote_ip, local_ip, secured,
+                                                  mechanism=mechanism))
         except Exception as error:  # noqa: BLE001 - a database bug is a temporary failure
             self.log.error(f"{mechanism.lower()}({user},{remote_ip}): lookup failed: "
                            f"{type(error).__name__}")

@@ -14,6 +14,17 @@ Error: too many errors`), smtpd_client_connection_count_limit (per worker proces
 in smtpd_client_event_limit_exceptions networks are exempt), message_size_limit while the
 content streams, line_length_limit and smtpd_recipient_limit in the machine.
 
+As Postfix's smtpd (observed with 3.7, compared in tests/interop/test_restrictions_matrix.py):
+the queue file is opened at the first accepted RCPT (later log lines carry its ID, not
+NOQUEUE); a CONNECT-time reject (smtpd_delay_reject = no) answers every later command but QUIT
+with `503 5.7.0 Error: access denied for host[addr]`; after a DISCARD action nothing more of
+the transaction is checked and the message is discarded; HOLD/FILTER/REDIRECT/BCC actions go
+to the message; smtpd_reject_footer (roost.smtpd.footer) follows every 4XX/5XX reply; a
+`policy.fatal` configuration or an empty SASL mechanism list ends the session before the
+greeting (Postfix's smtpd exits); smtpd_forbid_unauth_pipelining answers `554 5.5.0 Error:
+SMTP protocol synchronization` and hangs up; TLS details for the Received header come from
+roost.smtpd.tlsinfo.
+
 Invariants: a client that disappears before the final reply leaves no queue file (abort);
 one session's exception never reaches another; every log line is Postfix's.
 Security: after `220 Ready to start TLS` every byte already received — in the machine and
@@ -37,7 +48,9 @@ from roost.proto.smtp.machine import SmtpServerMachine
 from roost.proto.smtp.reply import Reply
 from roost.smtpd import logtext
 from roost.smtpd.config import machine_settings, session_limits, with_mechanisms
+from roost.smtpd.footer import RejectFooter
 from roost.smtpd.hosts import HostsTable
+from roost.smtpd.tlsinfo import received_tls_text
 
 READ_SIZE = 256 * 1024
 PEER_LOOKUP_TIMEOUT = 5.0
@@ -167,11 +180,22 @@ class SmtpSession:
         self.helo_protocol = "SMTP"
         self.pipelining_logged = False
         self.tls_info: str | None = None
+        self.died = False
+        try:
+            self.forbid_unauth_pipelining = self.settings.bool("smtpd_forbid_unauth_pipelining")
+        except Exception:
+            self.forbid_unauth_pipelining = False
+        self.footer = RejectFooter.parse(self._get("smtpd_reject_footer", ""))
+        self.message = None
         self._reset_message()
 
     # --- transaction state ----------------------------------------------------------------
     def _reset_message(self) -> None:
+        """End of a transaction (RSET, HELO, STARTTLS, after DATA): an open queue file goes."""
+        self._abort_message()
         self.message = None
+        self.discard = False          # a DISCARD action was met: Postfix checks nothing more
+        self.message_actions: list = []  # HOLD/DISCARD/FILTER/REDIRECT/BCC for cleanup
         self.message_size = 0
         self.complete_bytes = 0
         self.last_content_byte = b""
@@ -195,7 +219,7 @@ class SmtpSession:
             client_address=self.conn.peer_host, client_port=self.conn.peer_port,
             client_name=self.client_name, reverse_client_name=self.reverse_name,
             helo_name=self.machine.helo_name, protocol=self.helo_protocol,
-            sender=self.sender, recipient=None, sasl_method=self.sasl_method,
+            sender=self.sender, recipient=None, sasl_method=self.sasl_method, discard=self.discard,
             sasl_username=self.sasl_username, tls=self.machine.tls_active,
             recipient_count=len(self.recipients),
             message_size=self.mail_params.size if self.mail_params else None,
@@ -216,6 +240,12 @@ class SmtpSession:
         result = await getattr(self.policy, f"check_{stage}")(self._policy_state(**changes))
         if getattr(result, "log", None):
             self.log.info(result.log)
+        if result.reply is None and getattr(result, "actions", ()):
+            self.message_actions.extend(result.actions)
+            # Postfix: after DISCARD nothing more of this transaction is checked
+            self.discard = self.discard or any(kind == "DISCARD" for kind, *_ in result.actions)
+            if self.message is not None:
+                _apply_actions(self.message, result.actions)
         return result.reply
 
     # --- output ---------------------------------------------------------------------------
@@ -231,14 +261,24 @@ class SmtpSession:
             await self.conn.writer.drain()
 
     async def _reply(self, reply) -> None:
+        if self.footer:  # postconf(5) smtpd_reject_footer: after every 4XX/5XX reply
+            reply = [self._with_footer(r) for r in reply] if isinstance(reply, list) else self._with_footer(reply)
         first = reply[0] if isinstance(reply, list) else reply
         if first.code >= 400 and self.machine.error_count + 1 > self.limits.soft_error_limit:
             await self._flush()
             await asyncio.sleep(self.limits.error_sleep_time)  # smtpd_error_sleep_time
         await self._send(self.machine.reply(reply))
 
+    def _with_footer(self, reply: Reply) -> Reply:
+        return self.footer.apply(reply, client_address=self.conn.peer_host,
+                                 client_port=self.conn.peer_port, server_name=self.hostname)
+
     # --- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        fatal = getattr(self.policy, "fatal", None)
+        if fatal:  # Postfix's smtpd exits at start-up: the client never sees a greeting
+            getattr(self.log, "fatal", self.log.warning)(fatal)
+            return
         address = self.conn.peer_host
         limit = self.limits.connection_count_limit
         count = self.service.connections.get(address, 0) + 1
@@ -253,9 +293,21 @@ class SmtpSession:
                 await self._send(Reply(421, "4.7.0", f"{self.hostname} Error: too many connections "
                                        f"from {address}").to_bytes(), flush=True)
                 return
+            if self.conn.tls:  # smtps (wrapper mode): the handshake is already done
+                self.tls_info = self._tls_text()
             self.connect_reject = await self._check("connect")
             if self.machine.settings.auth_enabled:
-                await self._prepare_auth()  # as Postfix: the mechanism list before the banner
+                if not await self._prepare_auth():  # as Postfix: the mechanism list before the banner
+                    self.died = True  # Postfix's smtpd exits: no greeting, no disconnect line
+                    return
+            await asyncio.sleep(0)  # let bytes the client sent with its connect reach the reader
+            early = bytes(getattr(self.conn.reader, "_buffer", b""))
+            if early:  # RFC 5321 §4.3.1: the client must wait for the greeting
+                self.pipelining_logged = True
+                self.log.info(logtext.improper_pipelining("CONNECT", self.who, early))
+                if self.forbid_unauth_pipelining:
+                    await self._send(R.SYNC_ERROR.to_bytes(), flush=True)
+                    return
             banner = self._get("smtpd_banner", f"{self.hostname} ESMTP")
             await self._send(Reply(220, None, banner).to_bytes(), flush=True)
             await self._loop()
@@ -271,7 +323,8 @@ class SmtpSession:
                 self.service.connections.pop(address, None)
             if self.auth_client is not None:
                 await self.auth_client.close()
-            self.log.info(logtext.disconnect(self.who, self.machine.stats))
+            if not self.died:
+                self.log.info(logtext.disconnect(self.who, self.machine.stats))
 
     def _get(self, name: str, default: str) -> str:
         try:
@@ -348,28 +401,57 @@ class SmtpSession:
     # --- commands -------------------------------------------------------------------------
     async def _handle(self, event) -> None:
         self.pipelined = bool(getattr(event, "pipelined", False))
-        if (self.pipelined and not self.pipelining_logged
-                and isinstance(event, (E.Helo, E.Data, E.StartTls, E.Quit, E.Vrfy, E.Noop, E.Etrn, E.Auth))):
-            # RFC 2920 §3.1: these must be last in a group; Postfix logs the early bytes once
-            self.pipelining_logged = True
-            self.log.info(logtext.improper_pipelining(self.machine.last_command, self.who, self.machine.peek()))
+        if self.pipelined and self._improper_pipelining(event):
+            if not self.pipelining_logged:  # Postfix logs the early bytes once per session
+                self.pipelining_logged = True
+                self.log.info(logtext.improper_pipelining(self.machine.last_command, self.who, self.machine.peek()))
+            if self.forbid_unauth_pipelining:  # postconf(5); the command is not executed
+                await self._reply(R.SYNC_ERROR)
+                self.machine.close()
+                await self._flush()
+                return
+        if (isinstance(event, E.ProtocolError) and self.connect_reject is not None
+                and event.verb not in (None, "UNKNOWN", "QUIT") and not event.fatal):
+            await self._reply(self._access_denied())  # Postfix: before any syntax/sequence check
+            return
+        if isinstance(event, E.ProtocolError) and event.reply == R.AUTH_INVALID_MECHANISM:
+            mechanism = (self.machine.last_argument.split() or ["?"])[0]
+            self.log.warning(logtext.sasl_failed(self.who, mechanism, "Invalid authentication mechanism"))
         if isinstance(event, E.ProtocolError):
             await self._reply(event.reply)
             if event.fatal:
                 await self._flush()
             return
         name = type(event).__name__.lower()
-        if self.connect_reject is not None and not isinstance(event, (E.Quit, E.Noop, E.Rset, E.AuthResponse)):
-            await self._reply(self.connect_reject)
+        if self.connect_reject is not None and not isinstance(event, (E.Quit, E.AuthResponse)):
+            await self._reply(self._access_denied())
             return
         await getattr(self, f"_on_{name}")(event)
+
+    def _improper_pipelining(self, event) -> bool:
+        """RFC 2920 §3.1: EHLO/HELO, DATA, STARTTLS, AUTH, VRFY, NOOP, ETRN, QUIT end a command
+        group; without PIPELINING announced (no EHLO yet, HELO, or the keyword discarded)
+        nothing may be sent ahead at all (observed with Postfix 3.7)."""
+        if isinstance(event, (E.Helo, E.Data, E.StartTls, E.Quit, E.Vrfy, E.Noop, E.Etrn, E.Auth)):
+            return True
+        if isinstance(event, (E.ProtocolError, E.AuthResponse, E.DataEnd, E.BdatEnd)):
+            return False
+        announced = (self.machine.helo_name is not None and self.helo_protocol == "ESMTP"
+                     and "PIPELINING" not in self.machine.settings.discard_ehlo_keywords)
+        return not announced
+
+    def _access_denied(self) -> Reply:
+        try:
+            from roost.policy import access_denied_reply
+            return access_denied_reply(self._policy_state())
+        except ImportError:
+            return Reply(503, "5.7.0", f"Error: access denied for {self.who}")
 
     async def _on_helo(self, event: E.Helo) -> None:
         reject = await self._check("helo", helo_name=event.name)
         if reject:
             await self._reply(reject)
             return
-        self._abort_message()
         self._reset_message()
         self.helo_protocol = "SMTP" if event.verb == "HELO" else "ESMTP"
         await self._reply(self.machine.helo_reply(event))
@@ -389,23 +471,45 @@ class SmtpSession:
         if reject:
             await self._reply(reject)
             return
+        if self.message is None:
+            # Postfix opens the queue file at the first accepted RCPT: from here on the
+            # log lines of this transaction carry its queue ID instead of NOQUEUE
+            problem = await self._open_message([(event.address, event.params)])
+            if problem:
+                await self._reply(problem)
+                return
+        else:
+            message = self.message
+            try:
+                await asyncio.to_thread(message.add_recipient, event.address,
+                                        orcpt=event.params.orcpt, notify=event.params.notify)
+            except Exception as exc:
+                self.log.warning(f"{message.queue_id}: cleanup: {type(exc).__name__}: {exc}")
+                self._abort_message()
+                await self._reply(R.LOCAL_ERROR)
+                return
         self.recipients.append((event.address, event.params))
         await self._reply(R.RCPT_OK)
 
+    def _last_recipient(self) -> dict:
+        return {"recipient": self.recipients[-1][0]} if self.recipients else {}
+
     async def _on_data(self, event: E.Data) -> None:
-        reject = await self._check("data")
+        reject = await self._check("data", **self._last_recipient())
         if reject:
             await self._reply(reject)
             return
-        problem = await self._open_message()
-        await self._reply(problem or R.START_DATA)
+        await self._reply(R.LOCAL_ERROR if self.message is None else R.START_DATA)
+        self.message_size = 0
         await self._flush()
 
     async def _bdat_start(self, event: E.BdatStart) -> None:
         if event.first:
-            self.content_error = await self._check("data") or await self._open_message()
+            self.message_size = 0
+            self.content_error = (await self._check("data", **self._last_recipient())
+                                  or (R.LOCAL_ERROR if self.message is None else None))
 
-    async def _open_message(self) -> Reply | None:
+    async def _open_message(self, recipients: list) -> Reply | None:
         if self.cleanup is None:
             return R.LOCAL_ERROR
         from roost.cleanup import ClientInfo
@@ -420,7 +524,7 @@ class SmtpSession:
             message = self.cleanup.open(origin="smtpd", client=client, sender=self.sender or "",
                                         envelope=envelope)
             try:
-                for address, params in self.recipients:
+                for address, params in recipients:
                     message.add_recipient(address, orcpt=params.orcpt, notify=params.notify)
             except BaseException:
                 message.abort()
@@ -432,7 +536,7 @@ class SmtpSession:
             self.log.warning(f"cleanup open failed: {type(exc).__name__}: {exc}")
             self._abort_message()
             return R.LOCAL_ERROR
-        self.message_size = 0
+        _apply_actions(self.message, self.message_actions)
         self.log.info(logtext.queue_client(self.message.queue_id, self.who, self.sasl_method,
                                            self.sasl_username))
         return None
@@ -467,7 +571,8 @@ class SmtpSession:
             self.log.info(f"NOQUEUE: reject: DATA from {self.who}: bare <LF> received")
             self.content_error = R.bare_newline(self.hostname, self.machine.settings.bare_newline_code)
         if self.content_error is None and self.message is not None:
-            reject = await self._check("end_of_data", message_size=self.message_size)
+            reject = await self._check("end_of_data", message_size=self.message_size,
+                                       **self._last_recipient())
             if reject:
                 self.content_error = reject
         if self.content_error is not None or self.message is None:
@@ -504,7 +609,6 @@ class SmtpSession:
         await self._reply(reply)
 
     async def _on_rset(self, event) -> None:
-        self._abort_message()
         self._reset_message()
         await self._reply(R.OK)
 
@@ -538,17 +642,22 @@ class SmtpSession:
             self.machine.close()
             return
         self.conn.tls = True
-        self.tls_info = _tls_details(self.conn.writer)
-        self._abort_message()
+        self.tls_info = self._tls_text()
         self._reset_message()
 
+    def _tls_text(self) -> str | None:
+        return received_tls_text(self.conn.writer.get_extra_info("ssl_object"))
+
     # --- AUTH -----------------------------------------------------------------------------
-    async def _prepare_auth(self) -> None:
+    async def _prepare_auth(self) -> bool:
+        """Connect to the auth server and filter its mechanisms; False when Postfix's smtpd
+        would die here (`fatal: no SASL authentication mechanisms`, observed with 3.7 when
+        smtpd_sasl_security_options leaves nothing of the server's list)."""
         self.auth_ready = True
         sasl_type = self._get("smtpd_sasl_type", "cyrus")
         if sasl_type != "dovecot":
             self.log.warning(f"unsupported SASL server implementation: {sasl_type}")
-            return
+            return True
         path = self._get("smtpd_sasl_path", "smtpd")
         client = DovecotAuthClient(path, self._get("queue_directory", ""),
                                    service=self._get("smtpd_sasl_service", "smtp"))
@@ -556,12 +665,17 @@ class SmtpSession:
             await client.connect()
         except Exception as exc:
             self.log.warning(f"SASL: Connect to {path} failed: {exc}")
-            return
+            return True
         self.auth_client = client
         plain = filter_mechanisms(client.mechanisms, self._list("smtpd_sasl_security_options") or ("noanonymous",))
         tls = filter_mechanisms(client.mechanisms, self._list("smtpd_sasl_tls_security_options")
                                 or self._list("smtpd_sasl_security_options") or ("noanonymous",))
         self.machine.settings = with_mechanisms(self.machine.settings, plain, tls)
+        now = tls if self.conn.tls else plain
+        if not now and (self.conn.tls or not self.machine.settings.tls_auth_only):
+            getattr(self.log, "fatal", self.log.warning)("no SASL authentication mechanisms")
+            return False
+        return True
 
     async def _on_auth(self, event: E.Auth) -> None:
         if self.auth_client is None:
@@ -576,6 +690,7 @@ class SmtpSession:
 
     async def _on_authresponse(self, event: E.AuthResponse) -> None:
         if event.text.strip() == "*":  # RFC 4954 §4: the client cancels
+            self.log.warning(f"{self.who}: SASL {self.auth_mechanism} authentication aborted")
             await self._reply(R.AUTH_ABORTED)
             return
         outcome = await self.auth_client.respond(event.text.strip())
@@ -593,8 +708,25 @@ class SmtpSession:
             await self._reply(R.AUTH_TEMPFAIL)
         else:
             reason = outcome.reason or "(reason unavailable)"
-            self.log.warning(logtext.sasl_failed(self.who, self.auth_mechanism or "?", reason))
+            self.log.warning(logtext.sasl_failed(self.who, self.auth_mechanism or "?", reason, outcome.user))
             await self._reply(R.auth_failed(reason))
+
+
+def _apply_actions(message, actions) -> None:
+    """Access-table message actions (PolicyResult.actions) onto the open cleanup message, as
+    Postfix's smtpd hands them to cleanup: HOLD, DISCARD, FILTER, REDIRECT, BCC."""
+    for kind, *rest in actions:
+        argument = rest[0] if rest else ""
+        if kind == "DISCARD":
+            message.status = "discarded"
+        elif kind == "HOLD" and message.status == "queued":
+            message.status = "held"
+        elif kind == "FILTER":
+            message._filter = argument
+        elif kind == "REDIRECT":
+            message._redirect = message.service.rewriter.qualify(argument)
+        elif kind == "BCC":
+            message._bcc.append(message.service.rewriter.qualify(argument))
 
 
 _HOSTS: dict = {}
@@ -627,15 +759,3 @@ async def _verified_name(resolver, address: str) -> tuple[str, str]:
     if getattr(forward, "status", "") == "ok" and any(str(r) == address for r in forward.records):
         return name, name
     return name, "unknown"
-
-
-def _tls_details(writer) -> str | None:
-    """Postfix's Received-header TLS text: `(using TLSv1.3 with cipher X (256/256 bits))`."""
-    ssl_object = writer.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    if not cipher:
-        return None
-    name, version, bits = cipher
-    return f"(using {ssl_object.version()} with cipher {name} ({bits}/{bits} bits))"

@@ -4,7 +4,8 @@ roost.master runs it as a socket-less worker (roost.master.plan.background_servi
 `make_service` builds a QueueManager (roost.qmgr.manager) with the delivery agent of each
 transport: the master.cf service of that name (`smtp`, `relay`, `local`, `virtual`, `lmtp`,
 `error`, `discard`, `retry`...) names the agent by its command (roost.delivery.agents) and
-gives it its `-o` overrides, as Postfix's master runs that command for the transport. An
+gives it its `-o` overrides, as Postfix's master runs that command for the transport (pipe(8)
+also gets its service name and its master.cf arguments: flags=, user=, argv=). An
 `lmtp:` nexthop that is roost's own LMTP listener is delivered straight into the store
 (roost.delivery.store), without roost talking LMTP to itself.
 
@@ -16,6 +17,7 @@ Security: agent modules come from a fixed table, never from configuration text.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from roost.config.diagnostics import Diagnostics
 from roost.config.master_cf import active_services
@@ -36,6 +38,8 @@ def transport_agents(config, log, own_lmtp=None, log_setup=None) -> dict:
         deliver = agent_for("retry" if (command, service.name) == ("error", "retry") else command)
         if deliver is None:
             continue
+        if command == "pipe":  # pipe(8) reads its flags=, user=, argv= from master.cf
+            deliver = partial(deliver, service=service.name, args=tuple(service.args))
         if command == "lmtp" and own_lmtp is not None:
             deliver = _lmtp_with_shortcut(deliver, *own_lmtp, config.main.get("queue_directory"))
         settings = config.main.with_overrides(service.overrides, service.file, service.line,

@@ -9,7 +9,8 @@ Implements Postfix's qmgr(8) life cycle (QSHAPE_README, qmgr(8), postconf(5)):
   every second; `deferred` every `queue_run_delay`, taking files whose retry time (kept as
   the file's modification time, as Postfix does) has come, or all of them on a flush;
 - at most `qmgr_message_active_limit` messages are active; each pending recipient is
-  resolved (roost.qmgr.routing), grouped per (transport, nexthop) in batches, and delivered
+  resolved (roost.qmgr.routing) (a transport listed in defer_transports is deferred with
+  `4.3.2 deferred transport` unless the message was taken by a flush), grouped per (transport, nexthop) in batches, and delivered
   by the agent of the transport's master.cf command, at most the destination concurrency
   limit at once (roost.qmgr.schedule);
 - a delivered recipient is marked done in the file at once; when every batch of a message
@@ -17,7 +18,11 @@ Implements Postfix's qmgr(8) life cycle (QSHAPE_README, qmgr(8), postconf(5)):
   report queued through cleanup) and only then marked done, and
   the message is removed (all done) or moved to `deferred` with its next retry time, unless
   it outlived maximal_queue_lifetime: then the deferred recipients are returned too
-  (`status=expired, returned to sender`).
+  (`status=expired, returned to sender`);
+- delay_warning_time: one "delayed mail" notice per message (roost.delivery.notify),
+  remembered as the first line of the defer log so a restart never repeats it;
+- smtp(8)/lmtp(8) get the manager's connection cache (`cache=`) while their destination has
+  a backlog (smtp_connection_cache_on_demand) or is in smtp_connection_cache_destinations.
 
 Log lines are qmgr's: `ID: from=<s>, size=N, nrcpt=M (queue active)`, `ID: removed`,
 `ID: from=<s>, status=expired, returned to sender`.
@@ -30,13 +35,17 @@ queue directory.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+from collections import deque
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from roost.delivery import DEFERRED, DeliveryRequest, Recipient, RecipientResult
-from roost.delivery.bounce import FAILURE
+from roost.delivery.bounce import DELAY, FAILURE
+from roost.delivery.connection_cache import ConnectionCache
+from roost.delivery.notify import delay_warning_due
 from roost.qmgr.content import open_crlf
 from roost.qmgr.pickup import prepare_maildrop
 from roost.qmgr.routing import Router, split_transport
@@ -44,6 +53,9 @@ from roost.qmgr.schedule import (Batch, batches, concurrency_limit, expired, lif
                                  next_attempt_delay, recipient_limit)
 from roost.queue import QueueFileError, QueueLayout, mark_done, read_envelope, recovery
 from roost.queue.records import notify_words
+
+DEFERRED_TRANSPORT = "4.3.2 deferred transport"
+DELAY_WARNED_MARK = "delay_warned=yes"  # first line of the defer log once the warning is queued
 
 INCOMING_SCAN_INTERVAL = 1.0
 
@@ -64,6 +76,16 @@ class ActiveMessage:
     batches_left: int = 0
     outcomes: list = field(default_factory=list)  # (recipient record offset, RecipientResult)
     redirect: str | None = None  # cleanup's redirect_to: every copy goes there
+    delay_warned: bool = False  # the sender has had its delay warning (kept in the defer log)
+
+
+def envelope_of(qf) -> dict:
+    """The queue file's attributes, plus SMTPUTF8 when the size record's flag says the
+    client asked for it (RFC 6531 §3.4: the parameter is passed on to the next hop)."""
+    envelope = dict(qf.attributes)
+    if getattr(qf, "smtputf8", 0):
+        envelope["SMTPUTF8"] = "yes"
+    return envelope
 
 
 class QueueManager:
@@ -82,13 +104,23 @@ class QueueManager:
         self.layout = QueueLayout.from_settings(settings)
         self.router = router or Router(settings)
         self.active: dict[str, ActiveMessage] = {}
-        self.waiting: list[tuple[ActiveMessage, Batch]] = []
+        # batches not yet started, per destination (transport, nexthop), in arrival order
+        self.waiting: dict[tuple[str, str], deque[tuple[ActiveMessage, Batch]]] = {}
+        self._limits: dict[str, int] = {}  # transport -> destination concurrency limit
         self.running: dict[tuple[str, str], int] = {}
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
         self.flush_requested = False
         self.next_deferred_scan = 0.0
         self.active_limit = max(1, settings.int("qmgr_message_active_limit"))
+        self.defer_transports = frozenset(settings.list("defer_transports"))
+        # smtp(8)/lmtp(8) connections kept between deliveries to one destination (scache(8))
+        self.connection_cache = ConnectionCache.from_settings(settings)
+        self.cache_on_demand = settings.bool("smtp_connection_cache_on_demand")
+        self.cache_destinations = {d.lower() for d in
+                                   settings.list("smtp_connection_cache_destinations")}
+        self._takes_cache: dict[str, bool] = {}
+        self._cache_used: dict[tuple[str, str], float] = {}  # destination -> when cache was passed
 
     async def default_notifier(self, kind: str, request: DeliveryRequest, results) -> None:
         from roost.delivery.notify import send_notices
@@ -149,9 +181,9 @@ class QueueManager:
             except OSError:
                 continue
             if due and queue_id not in self.active:
-                self.activate("deferred", queue_id, path)
+                self.activate("deferred", queue_id, path, flushed=flush)
 
-    def activate(self, queue: str, queue_id: str, path: str) -> None:
+    def activate(self, queue: str, queue_id: str, path: str, flushed: bool = False) -> None:
         try:
             qf = read_envelope(path, queue_id)
         except QueueFileError as exc:
@@ -177,6 +209,10 @@ class QueueManager:
                 filter_transport, filter_nexthop = split_transport(content_filter)
                 transport = filter_transport or transport
                 nexthop = filter_nexthop or nexthop
+            if transport in self.defer_transports and not flushed:
+                # defer_transports: held back until a flush (postqueue -f, sendmail -q);
+                # Postfix hands these to its retry service, which logs them as error(8)
+                transport, nexthop = "retry", DEFERRED_TRANSPORT
             triples.append((transport, nexthop, recipient))
         work = batches(triples, lambda transport: recipient_limit(self.settings, transport))
         if message.redirect and triples:  # one copy, whatever the number of recipients
@@ -185,20 +221,26 @@ class QueueManager:
         if not work:
             self.finish(message, [])
             return
-        self.waiting.extend((message, batch) for batch in work)
+        for batch in work:
+            self.waiting.setdefault((batch.transport, batch.nexthop), deque()).append(
+                (message, batch))
 
     def dispatch(self) -> None:
-        still_waiting = []
-        for message, batch in self.waiting:
-            key = (batch.transport, batch.nexthop)
-            if self.running.get(key, 0) >= concurrency_limit(self.settings, batch.transport):
-                still_waiting.append((message, batch))
-                continue
-            self.running[key] = self.running.get(key, 0) + 1
-            task = asyncio.ensure_future(self.deliver(message, batch))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        self.waiting = still_waiting
+        """Start waiting batches while their destination has a free slot (one pass over the
+        destinations, not over every waiting batch: a large backlog costs nothing here)."""
+        for key in list(self.waiting):
+            queue = self.waiting[key]
+            limit = self._limits.get(key[0])
+            if limit is None:
+                limit = self._limits[key[0]] = concurrency_limit(self.settings, key[0])
+            while queue and self.running.get(key, 0) < limit:
+                message, batch = queue.popleft()
+                self.running[key] = self.running.get(key, 0) + 1
+                task = asyncio.ensure_future(self.deliver(message, batch))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if not queue:
+                del self.waiting[key]
 
     # ---- one delivery --------------------------------------------------------------------
 
@@ -222,10 +264,13 @@ class QueueManager:
                 request = DeliveryRequest(
                     queue_id=qf.queue_id, sender=qf.sender or "", recipients=recipients,
                     transport=batch.transport, nexthop=batch.nexthop, arrival_time=qf.arrival,
-                    content=lambda: open_crlf(qf), envelope=dict(qf.attributes),
+                    content=lambda: open_crlf(qf), envelope=envelope_of(qf),
                     active_time=message.active_time)
+                extra = {}
+                if self._cache_wanted(batch, deliver):
+                    extra["cache"] = self.connection_cache
                 results = list(await deliver(request, agent_settings, resolver=self.resolver,
-                                             log=agent_log))
+                                             log=agent_log, **extra))
                 if message.redirect:  # the one copy settles every original recipient
                     results = results[:1] * len(batch.recipients)
             await asyncio.to_thread(self._mark, message, batch, results)
@@ -243,6 +288,34 @@ class QueueManager:
             await self.complete(message)
         self.dispatch()
         self.wake.set()
+
+    def _cache_wanted(self, batch: Batch, deliver) -> bool:
+        """smtp_connection_cache_on_demand: keep the connection when more mail waits for
+        this destination; smtp_connection_cache_destinations: always (postconf(5))."""
+        if not self._agent_takes_cache(batch.transport, deliver):
+            return False
+        if batch.nexthop.lower() in self.cache_destinations:
+            return True
+        if not self.cache_on_demand:
+            return False
+        key = (batch.transport, batch.nexthop)
+        now = time.monotonic()
+        backlog = self.running.get(key, 0) > 1 or bool(self.waiting.get(key))
+        # the delivery after a backlog may still find the connection kept for it
+        recent = now - self._cache_used.get(key, -1e9) <= self.connection_cache.idle_limit
+        if backlog:
+            self._cache_used[key] = now
+        return backlog or recent
+
+    def _agent_takes_cache(self, transport: str, deliver) -> bool:
+        known = self._takes_cache.get(transport)
+        if known is None:
+            try:
+                known = "cache" in inspect.signature(deliver).parameters
+            except (TypeError, ValueError):
+                known = False
+            self._takes_cache[transport] = known
+        return known
 
     def _mark(self, message: ActiveMessage, batch: Batch, results: list[RecipientResult]) -> None:
         """Delivered recipients are done at once; bounced ones only once their notice is
@@ -263,6 +336,7 @@ class QueueManager:
             outcomes = [(o, replace(r, status="bounced") if r.status == DEFERRED else r)
                         for o, r in outcomes]
         failed = [(o, r) for o, r in outcomes if r.status == "bounced" or _bounced_expansions(r)]
+        await self._warn_if_delayed(message, outcomes)
         if failed:
             try:
                 await self.notifier(FAILURE, self.request_of(message), [r for _o, r in outcomes])
@@ -275,11 +349,37 @@ class QueueManager:
         message.outcomes = outcomes
         await asyncio.to_thread(self.finish, message, [o for o, _r in failed])
 
+    async def _warn_if_delayed(self, message: ActiveMessage, outcomes) -> None:
+        """qmgr(8) delay_warning_time: one "delayed mail" notice per message, for the
+        recipients still deferred; remembered in the defer log so a restart never repeats it."""
+        qf = message.qf
+        delayed = [r for _o, r in outcomes if r.status == DEFERRED]
+        if not delayed:   # no defer log will be written: nothing to remember either
+            return
+        message.delay_warned = self._already_warned(qf.queue_id)
+        if not delay_warning_due(qf.arrival, self.clock(), self.settings, message.delay_warned):
+            return
+        try:
+            await self.notifier(DELAY, self.request_of(message), delayed)
+        except Exception as exc:  # noqa: BLE001 - try again after the next attempt
+            self.log.warning(f"{qf.queue_id}: cannot queue the delay notification: "
+                             f"{type(exc).__name__}: {exc}")
+            return
+        message.delay_warned = True
+
+    def _already_warned(self, queue_id: str) -> bool:
+        try:
+            with open(self.layout.path("defer", queue_id), encoding="utf-8",
+                      errors="replace") as handle:
+                return handle.readline().strip() == DELAY_WARNED_MARK
+        except OSError:
+            return False
+
     def request_of(self, message: ActiveMessage) -> DeliveryRequest:
         qf = message.qf
         return DeliveryRequest(queue_id=qf.queue_id, sender=qf.sender or "", recipients=(),
                                transport="", nexthop="", arrival_time=qf.arrival,
-                               content=lambda: open_crlf(qf), envelope=dict(qf.attributes))
+                               content=lambda: open_crlf(qf), envelope=envelope_of(qf))
 
     def finish(self, message: ActiveMessage, failed_offsets: list[int]) -> None:
         qf = message.qf
@@ -292,7 +392,7 @@ class QueueManager:
         deferred = [(o, r) for o, r in message.outcomes if r.status == DEFERRED]
         self.active.pop(qf.queue_id, None)
         if deferred:
-            self._write_defer_log(qf.queue_id, deferred)
+            self._write_defer_log(qf.queue_id, deferred, message.delay_warned)
             path = self._move("active", "deferred", qf.queue_id)
             if path is not None:
                 delay = next_attempt_delay(now - qf.arrival,
@@ -315,10 +415,11 @@ class QueueManager:
             pass
         self.log.info(f"{qf.queue_id}: removed")
 
-    def _write_defer_log(self, queue_id: str, deferred) -> None:
+    def _write_defer_log(self, queue_id: str, deferred, delay_warned: bool = False) -> None:
         """The defer logfile mailq shows reasons from (Postfix's bounce(8) attribute lines:
-        recipient, offset, status, action, reason; a blank line after each recipient)."""
-        lines = []
+        recipient, offset, status, action, reason; a blank line after each recipient),
+        headed by DELAY_WARNED_MARK once the sender has been warned."""
+        lines = [DELAY_WARNED_MARK + "\n"] if delay_warned else []
         for offset, result in deferred:
             text = " ".join(result.text.split())
             lines.append(f"recipient={result.recipient.address}\noffset={offset}\n"

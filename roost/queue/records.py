@@ -75,7 +75,10 @@ def varint(length: int) -> bytes:
 
 
 def record(rtype: int, payload: bytes) -> bytes:
-    return bytes((rtype,)) + varint(len(payload)) + payload
+    length = len(payload)
+    if length < 0x80:  # the common case: a one-byte length
+        return bytes((rtype, length)) + payload
+    return bytes((rtype,)) + varint(length) + payload
 
 
 def content_records(data: bytes | memoryview) -> bytes:

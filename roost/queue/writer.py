@@ -10,8 +10,10 @@ are idempotent.
 
 Invariants: the end record is the last thing written; until `finish()` has returned the
 file has no end record on disk that a reader could trust (mode 0600, and a crash leaves
-no E record unless all records before it were written). One fsync of the file and one of
-its directory per message; content goes to disk in large writes, never line by line.
+no E record unless all records before it were written). One fsync of the file per message,
+then an fsync of its directory that started after the file was complete (group commit:
+messages finishing at the same time in one process share that directory fsync; see
+DirectorySync); content goes to disk in large writes, never line by line.
 Security: files are 0600/0700, opened with O_NOFOLLOW|O_EXCL in the queue directory only.
 """
 
@@ -51,29 +53,69 @@ class QueueWriteError(OSError):
     pass
 
 
+class _DirectoryCommit:
+    """Group commit for one directory: callers that ask while an fsync is running wait for
+    the next one, and a single fsync then covers all of them."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.cond = threading.Condition()
+        self.requested = 0   # tickets handed out
+        self.synced = 0      # every ticket up to this one is covered by a completed fsync
+        self.running = False
+
+    def fsync(self) -> None:
+        with self.cond:
+            self.requested += 1
+            ticket = self.requested
+            while True:
+                if self.synced >= ticket:
+                    return
+                if not self.running:
+                    break
+                self.cond.wait()
+            # every caller holding a ticket so far changed the directory before asking, so a
+            # fsync that starts now makes all of their entries durable
+            self.running = True
+            covers = self.requested
+        failed = True
+        try:
+            os.fsync(self.fd)
+            failed = False
+        finally:
+            with self.cond:
+                self.running = False
+                if not failed:
+                    self.synced = max(self.synced, covers)
+                self.cond.notify_all()  # on failure a waiter runs its own fsync (and sees the error)
+
+
 class DirectorySync:
     """Keeps one read-only descriptor per queue directory for fsync (opened once; shared by
-    the threads asyncio.to_thread runs finish() in)."""
+    the threads asyncio.to_thread runs finish() in). Directory fsyncs are group-committed:
+    `fsync(dir)` returns only after an fsync of `dir` that *started after the call was made*
+    has completed, but concurrent callers share one such fsync instead of queueing one each
+    (the file's own fsync is never shared)."""
 
     def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
+        self._commits: dict[str, _DirectoryCommit] = {}
         self._lock = threading.Lock()
 
     def fsync(self, directory: str) -> None:
-        fd = self._fds.get(directory)
-        if fd is None:
+        commit = self._commits.get(directory)
+        if commit is None:
             with self._lock:
-                fd = self._fds.get(directory)
-                if fd is None:
+                commit = self._commits.get(directory)
+                if commit is None:
                     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                    self._fds[directory] = fd
-        os.fsync(fd)
+                    commit = self._commits[directory] = _DirectoryCommit(fd)
+        commit.fsync()
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            for commit in self._commits.values():
+                os.close(commit.fd)
+            self._commits.clear()
 
 
 class QueueFileWriter:
@@ -237,11 +279,19 @@ class QueueFileWriter:
         try:
             self.end_content()
             self._add(rec.END, b"")
-            self._flush()
             size = rec.size_payload(self.content_size, self._data_offset, self.nrcpt, self.flags,
                                     self.smtputf8)
-            os.pwrite(self._fd, size, 2)     # payload after the type byte and 1-byte length
-            os.pwrite(self._fd, rec.POINTER_FORMAT % self._xtra_offset, self._pointer_offset)
+            pointer = rec.POINTER_FORMAT % self._xtra_offset
+            if len(size) != rec.SIZE_PAYLOAD_LEN or len(pointer) != len(rec.POINTER_FORMAT % 0):
+                raise QueueWriteError("queue file too large for its size record")
+            if self._offset == 0:  # nothing written yet (most messages): fill in, one write
+                self._buffer[2:2 + len(size)] = size
+                self._buffer[self._pointer_offset:self._pointer_offset + len(pointer)] = pointer
+                self._flush()
+            else:
+                self._flush()
+                os.pwrite(self._fd, size, 2)     # payload after the type byte and 1-byte length
+                os.pwrite(self._fd, pointer, self._pointer_offset)
             written_in = self.directory
             if final_queue and final_queue != self.queue:
                 # moved before it is marked complete: a crash never leaves it deliverable

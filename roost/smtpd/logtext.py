@@ -3,7 +3,8 @@
 `connect from host[addr]`, `ID: client=host[addr]` (`, sasl_method=M, sasl_username=U`),
 `lost connection after CMD from host[addr]`, `timeout after CMD from host[addr]`,
 `disconnect from host[addr] ehlo=1 mail=1 rcpt=0/1 data=0/1 quit=1 commands=3/5`,
-`warning: host[addr]: SASL PLAIN authentication failed: reason`,
+`warning: host[addr]: SASL PLAIN authentication failed: reason, sasl_username=U`,
+`warning: host[addr]: SASL LOGIN authentication aborted` (written by roost.net.smtpd),
 `too many errors after CMD from host[addr]`, `improper command pipelining after CMD from
 host[addr]: text`.
 
@@ -50,8 +51,10 @@ def too_many_errors(after: str, who: str) -> str:
     return f"too many errors after {after} from {who}"
 
 
-def sasl_failed(who: str, mechanism: str, reason: str) -> str:
-    return f"{who}: SASL {mechanism} authentication failed: {reason}"
+def sasl_failed(who: str, mechanism: str, reason: str, username: str | None = None) -> str:
+    """Postfix 3.7 (observed with a Dovecot auth server): `, sasl_username=U` always follows,
+    U being the user the auth server named in its FAIL answer, else `(unavailable)`."""
+    return f"{who}: SASL {mechanism} authentication failed: {reason}, sasl_username={username or '(unavailable)'}"
 
 
 def disconnect(who: str, stats: dict[str, list[int]]) -> str:
@@ -62,7 +65,8 @@ def disconnect(who: str, stats: dict[str, list[int]]) -> str:
         parts.append(f"{name}={ok}" if ok == count else f"{name}={ok}/{count}")
         ok_total += ok
         total += count
-    parts.append(f"commands={ok_total}" if ok_total == total else f"commands={ok_total}/{total}")
+    # Postfix writes a client that sent no command at all as commands=0/0
+    parts.append(f"commands={ok_total}" if ok_total == total and total else f"commands={ok_total}/{total}")
     return f"disconnect from {who} " + " ".join(parts)
 
 

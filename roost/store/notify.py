@@ -39,7 +39,9 @@ WATCH_MASK = (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRI
 EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (inotify_event)
 
 
-def directory_signature(paths) -> tuple:
+def directory_signature(paths) -> int:
+    """A fingerprint of the directories' (inode, mtime, size), compared only for equality;
+    one int rather than a tuple of tuples, since every idle session keeps two of them."""
     result = []
     for path in paths:
         try:
@@ -47,7 +49,7 @@ def directory_signature(paths) -> tuple:
             result.append((st.st_ino, st.st_mtime_ns, st.st_size))
         except OSError:
             result.append(None)
-    return tuple(result)
+    return hash(tuple(result))
 
 
 class _Inotify:
@@ -166,6 +168,8 @@ class ChangeWatcher:
         return tuple(counters.get(wd, 0) for wd in self.wds)
 
     def _changed(self) -> bool:
+        if self.inotify is None:
+            return True  # closed while waiting: a spurious wake-up, which callers allow
         self.inotify.drain()
         counts = self._counts()
         if counts != self._seen:
@@ -173,7 +177,7 @@ class ChangeWatcher:
             return True
         return False
 
-    async def wait(self, timeout: float, since: tuple | None = None) -> bool:
+    async def wait(self, timeout: float, since: int | None = None) -> bool:
         """True when something changed (or may have) since the last wait (or the watcher's
         creation), False after `timeout` seconds. `since`: a directory_signature() taken
         when the caller last looked; a difference returns at once."""
@@ -185,7 +189,8 @@ class ChangeWatcher:
                     self.inotify.drain()
                     self._seen = self._counts()
                 return True
-        if self.inotify is not None:
+        inotify = self.inotify  # close() may run while this waits
+        if inotify is not None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             while True:
@@ -195,16 +200,18 @@ class ChangeWatcher:
                 if remaining <= 0:
                     return False
                 woke = loop.create_future()
-                self.inotify.register(loop, woke)
+                inotify.register(loop, woke)
                 try:
                     if self._changed():  # an event between the check and the register
                         return True
                     try:
-                        await asyncio.wait_for(woke, remaining)
-                    except asyncio.TimeoutError:
+                        # asyncio.timeout, not wait_for: no extra waiter per idle session
+                        async with asyncio.timeout(remaining):
+                            await woke
+                    except TimeoutError:
                         return self._changed()
                 finally:
-                    self.inotify.unregister(loop, woke)
+                    inotify.unregister(loop, woke)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

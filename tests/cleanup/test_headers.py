@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from roost.cleanup.headers import HeaderSplitter, header_name, is_header_line
@@ -81,6 +81,7 @@ def test_header_names():
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=600), st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=8),
        st.integers(min_value=1, max_value=200))
+@example(b"\x00\x00\x00\x00\n", [1, 4], 1)  # a body line split across chunks was cut
 def test_any_bytes_any_split_same_result_never_raises(data, chunks, limit):
     whole = split_all(data, None, limit)
     pieces = split_all(data, chunks, limit)

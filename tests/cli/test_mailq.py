@@ -14,7 +14,7 @@ import time
 import pytest
 
 from roost.cli import mailq
-from tests.cleanup.postfix_ref import PostfixRef
+from tests.cleanup.postfix_ref import PostfixRef, started_reference
 from tests.cleanup.test_differential import roost_service, run_roost
 from tests.conftest import free_port_base, require_tool
 
@@ -29,19 +29,9 @@ ARRIVAL = re.compile(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d")
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    require_tool("postfix")
     require_tool("postqueue")
-    if os.geteuid() != 0:
-        pytest.fail("test_mailq starts a private Postfix and must run as root", pytrace=False)
-    ref = PostfixRef(free_port_base() + 54, "")
+    ref = started_reference("test_mailq", free_port_base() + 54, {"header_checks": "/^Subject: hold-me/ HOLD\n"})
     try:
-        ref.write_file("header_checks", "/^Subject: hold-me/ HOLD\n")
-        for name in ("body_checks", "canonical", "recipient_canonical", "sender_canonical", "virtual",
-                     "sender_bcc", "recipient_bcc"):
-            ref.write_file(name, "")
-        from tests.cleanup.test_differential import SHARED_MAIN_CF
-        ref.extra = SHARED_MAIN_CF.format(base=ref.base)
-        ref.start()
         roost_dir = tmp_path_factory.mktemp("roost-mailq")
         (roost_dir / "main.cf").write_text(f"queue_directory = {roost_dir / 'queue'}\n")
         yield ref, roost_dir

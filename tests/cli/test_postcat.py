@@ -3,7 +3,6 @@ full listing (section markers, record labels, message_size columns), plus errors
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,8 +10,8 @@ import sys
 import pytest
 
 from roost.cli import postcat
-from tests.cleanup.postfix_ref import PostfixRef
-from tests.cleanup.test_differential import SHARED_MAIN_CF, roost_service, run_roost
+from tests.cleanup.postfix_ref import started_reference
+from tests.cleanup.test_differential import roost_service, run_roost
 from tests.conftest import REPO, free_port_base, require_tool
 
 MESSAGE = (b"Subject: postcat\r\nFrom: alice\r\nX-Folded: a\r\n\tb\r\n\r\nbody 1\r\n\r\n"
@@ -22,17 +21,9 @@ DATE = re.compile(r"\w{3}, [ \d]\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)|
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    require_tool("postfix")
     require_tool("postcat")
-    if os.geteuid() != 0:
-        pytest.fail("test_postcat starts a private Postfix and must run as root", pytrace=False)
-    ref = PostfixRef(free_port_base() + 55, "")
+    ref = started_reference("test_postcat", free_port_base() + 55)
     try:
-        for name in ("header_checks", "body_checks", "canonical", "recipient_canonical", "sender_canonical",
-                     "virtual", "sender_bcc", "recipient_bcc"):
-            ref.write_file(name, "")
-        ref.extra = SHARED_MAIN_CF.format(base=ref.base)
-        ref.start()
         roost_dir = tmp_path_factory.mktemp("roost-postcat")
         service, _ = roost_service(ref, str(roost_dir / "queue"))
         (roost_dir / "main.cf").write_text(f"queue_directory = {roost_dir / 'queue'}\n")

@@ -5,43 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 
 import pytest
 
 from roost.delivery import smtp as smtp_agent
-from tests.conftest import RecordingLog, free_port_base, require_tool
+from tests.conftest import RecordingLog, free_port_base
 from tests.delivery.helpers import MESSAGE, FakeResolver, request, settings_of
-from tests.master.helpers import wait_until
+from tests.support.dovecot import PASSWD_FILE_DBS, PrivateDovecot, quota_plugin
 
 CONF = """\
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
 protocols = lmtp
-ssl = no
 hostname = mx.dc.test
 mail_location = maildir:{base}/mail/%u
 mail_uid = 65534
 mail_gid = 65534
 mail_plugins = $mail_plugins quota
-passdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-plugin {{
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_rule = *:storage=10K
-}}
+""" + PASSWD_FILE_DBS + quota_plugin("*:storage=10K") + """\
 service lmtp {{
   unix_listener lmtp {{
     mode = 0666
@@ -56,40 +35,15 @@ service lmtp {{
 
 @pytest.fixture(scope="module")
 def dovecot():
-    require_tool("dovecot")
-    base = tempfile.mkdtemp(prefix="roost-delivery-lmtp-", dir="/tmp")
-    os.chmod(base, 0o777)
-    os.makedirs(os.path.join(base, "mail"), mode=0o777)
-    os.chmod(os.path.join(base, "mail"), 0o777)
     port = free_port_base() + 24
-    with open(os.path.join(base, "users"), "w") as handle:
-        for user in ("alice", "bob"):
-            handle.write(f"{user}:{{PLAIN}}pw::::{base}/home/{user}::\n")
-    conf = os.path.join(base, "dovecot.conf")
-    with open(conf, "w") as handle:
-        handle.write(CONF.format(base=base, port=port))
-    with open(os.path.join(base, "start.log"), "w") as errors:
-        started = subprocess.run(["dovecot", "-c", conf], stdin=subprocess.DEVNULL, stdout=errors,
-                                 stderr=errors, timeout=30)
+    instance = PrivateDovecot(CONF, prefix="roost-delivery-lmtp-", port=port)
     try:
-        assert started.returncode == 0, open(os.path.join(base, "start.log")).read()
-        assert wait_until(lambda: _open(port), 10)
-        yield base, port
+        instance.make_dirs("mail")
+        instance.write_users(("alice", "bob"))
+        instance.start(port)
+        yield instance.base, port
     finally:
-        pid_file = os.path.join(base, "run", "master.pid")
-        if os.path.exists(pid_file):
-            pid = int(open(pid_file).read().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+        instance.stop()
 
 
 def _deliver(req):

@@ -8,6 +8,8 @@ and several routing operators); from 127.0.0.1 (inside) and after AUTH the same 
 are accepted. Every reply is compared with Postfix's for the same main.cf and client, for
 four relay configurations (Postfix 3.6+ defaults, reject_unauth_destination, the pre-2.10
 recipient-restrictions style, and an explicit permit_auth_destination list).
+roost's side is the real smtpd (roost.net.smtpd) by default; ROOST_POLICY_TARGET=policy drives
+SmtpPolicy alone through the minimal session driver instead.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def matrix():
     if os.geteuid() != 0:
         pytest.fail("the open relay matrix needs root: Postfix's master starts as root", pytrace=False)
     require_tool("postfix")
-    instance = Matrix(CASES, MAIN_CF, {})
+    instance = Matrix(CASES, MAIN_CF, {}, target=os.environ.get("ROOST_POLICY_TARGET", "smtpd"))
     try:
         instance.start()
         yield instance

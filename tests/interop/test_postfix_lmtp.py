@@ -14,70 +14,27 @@ Every process is stopped by pid in the finaliser.
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 
 import pytest
 
 from tests.conftest import free_port_base, require_tool
-from tests.master.helpers import alive, kill_quietly, wait_until
 from tests.net.lmtp_support import RoostInstance, processes_with, wait_for
+from tests.support.postfix import CORE_SERVICES, NO_LOCAL_MAIL, PrivatePostfix
 
 SMTP_OFFSET = 53  # inside the port block free_port_base claimed, unused by roost init
 
-MAIN_CF = """\
-compatibility_level = 3.6
-config_directory = {etc}
-queue_directory = {spool}
-data_directory = {data}
-daemon_directory = /usr/lib/postfix/sbin
-command_directory = /usr/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {log}
-maillog_file_prefixes = {base}
-syslog_name = postfix-roost-lmtp
+MAIN_CF = NO_LOCAL_MAIL + """\
 myhostname = mx.example.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
 default_transport = error:never relays
 smtpd_tls_security_level = none
 virtual_mailbox_domains = example.test
 virtual_mailbox_maps = inline:{{ alice@example.test=ok, bob@example.test=ok }}
 virtual_transport = {transport}
 lmtp_destination_recipient_limit = 50
-"""
-
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 MESSAGE = (b"From: Sender <sender@example.org>\r\n"
@@ -90,74 +47,6 @@ MESSAGE = (b"From: Sender <sender@example.org>\r\n"
            b"..a line that starts with a dot\r\n"
            b"From the start of a line\r\n"
            + b"x" * 70 + b"\r\n")
-
-
-def _read_pid(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _session_members(pid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(pid) and alive(int(entry)):
-            members.append(int(entry))
-    return members
-
-
-class PrivatePostfix:
-    def __init__(self, base: str, port: int, transport: str):
-        self.base = base
-        self.etc = os.path.join(base, "postfix", "etc")
-        self.spool = os.path.join(base, "postfix", "spool")
-        self.data = os.path.join(base, "postfix", "data")
-        self.log = os.path.join(base, "postfix", "postfix.log")
-        self.port = port
-        self.transport = transport
-        self.master: int | None = None
-
-    def start(self) -> None:
-        for path in (self.etc, self.spool, self.data):
-            os.makedirs(path, exist_ok=True)
-        postfix = pwd.getpwnam("postfix")
-        os.chown(self.data, postfix.pw_uid, postfix.pw_gid)
-        with open(os.path.join(self.etc, "main.cf"), "w", encoding="utf-8") as handle:
-            handle.write(MAIN_CF.format(etc=self.etc, spool=self.spool, data=self.data,
-                                        log=self.log, transport=self.transport,
-                                        base=self.base))
-        with open(os.path.join(self.etc, "master.cf"), "w", encoding="utf-8") as handle:
-            handle.write(MASTER_CF.format(port=self.port))
-        for action in ("check", "start"):
-            done = subprocess.run(["postfix", "-c", self.etc, action], capture_output=True,
-                                  text=True, timeout=30)
-            assert done.returncode == 0, f"postfix {action}: {done.stdout}{done.stderr}"
-        pid_file = os.path.join(self.spool, "pid", "master.pid")
-        self.master = wait_until(lambda: _read_pid(pid_file), 10)
-        assert self.master, "Postfix wrote no master.pid"
-
-    def read_log(self) -> str:
-        if not os.path.exists(self.log):
-            return ""
-        return open(self.log, encoding="utf-8", errors="replace").read()
-
-    def stop(self) -> None:
-        if self.master is None:
-            return
-        members = _session_members(self.master)
-        subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True, timeout=30)
-        if not wait_until(lambda: not any(alive(pid) for pid in members), 10):
-            for pid in members:
-                kill_quietly(pid, signal.SIGKILL)
 
 
 def _fill_maildir(maildir: str, size: int) -> None:
@@ -199,7 +88,10 @@ def stack(request):
         while directory.startswith(roost.dir + "/"):
             os.chmod(directory, os.stat(directory).st_mode | 0o111)
             directory = os.path.dirname(directory)
-        postfix = PrivatePostfix(base, port_base + SMTP_OFFSET, transport)
+        postfix = PrivatePostfix(MAIN_CF.format(transport=transport),
+                                 smtpd_port=port_base + SMTP_OFFSET,
+                                 services=CORE_SERVICES + ("lmtp",), syslog_name="postfix-roost-lmtp",
+                                 directory=os.path.join(base, "postfix"))
         postfix.start()
         roost.kind = request.param
         yield roost, postfix

@@ -12,9 +12,7 @@ Both servers are stopped by pid in the finaliser; nothing is left running.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,36 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import free_port_base, require_tool, run_roost
-from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.master.helpers import wait_until
+from tests.support.postfix import NO_LOCAL_MAIL, PrivatePostfix
+from tests.support.processes import processes_with as _processes_with, stop_roost
 
 USER = "alice@example.test"
 PASSWORD = "Secret-pw1"
 SMTP_OFFSET = 52  # inside the port block free_port_base claimed, unused by roost init
 
-MAIN_CF = """\
-compatibility_level = 3.6
-config_directory = {etc}
-queue_directory = {spool}
-data_directory = {data}
-daemon_directory = /usr/lib/postfix/sbin
-command_directory = /usr/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {log}
-maillog_file_prefixes = {base}
-syslog_name = postfix-roost-sasl
+MAIN_CF = NO_LOCAL_MAIL + """\
 myhostname = mx.example.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
 default_transport = error:never relays
 smtpd_tls_security_level = none
 smtpd_sasl_auth_enable = yes
@@ -60,119 +38,23 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = {socket}
 """
 
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
-def _processes_with(marker: str) -> list[int]:
-    """Live processes carrying `marker` as one command-line argument (roost's `-c DIR`)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                arguments = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in arguments and alive(int(entry)):
-            found.append(int(entry))
-    return found
-
-
-def _read_pid(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _session_members(pid: int) -> list[int]:
-    """Processes in the session `pid` leads (Postfix's master and the daemons it forked)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(pid) and alive(int(entry)):
-            members.append(int(entry))
-    return members
-
 
 class Stack:
     def __init__(self, base: str, port_base: int):
         self.base = base
         self.roost_dir = os.path.join(base, "roost")
         self.socket = os.path.join(self.roost_dir, "spool", "private", "auth")
-        self.etc = os.path.join(base, "postfix", "etc")
-        self.spool = os.path.join(base, "postfix", "spool")
-        self.data = os.path.join(base, "postfix", "data")
-        self.postfix_log = os.path.join(base, "postfix", "postfix.log")
         self.port = port_base + SMTP_OFFSET
-        self.postfix_master: int | None = None
+        self.postfix = PrivatePostfix(MAIN_CF.format(socket=self.socket), smtpd_port=self.port,
+                                      syslog_name="postfix-roost-sasl",
+                                      directory=os.path.join(base, "postfix"))
 
     def roost_log(self) -> str:
         path = os.path.join(self.roost_dir, "data", "maillog")
         return open(path, encoding="utf-8").read() if os.path.exists(path) else ""
 
     def read_postfix_log(self) -> str:
-        if not os.path.exists(self.postfix_log):
-            return ""
-        return open(self.postfix_log, encoding="utf-8", errors="replace").read()
-
-    def start_postfix(self) -> None:
-        for path in (self.etc, self.spool, self.data):
-            os.makedirs(path, exist_ok=True)
-        postfix = pwd.getpwnam("postfix")
-        os.chown(self.data, postfix.pw_uid, postfix.pw_gid)
-        with open(os.path.join(self.etc, "main.cf"), "w", encoding="utf-8") as handle:
-            handle.write(MAIN_CF.format(etc=self.etc, spool=self.spool, data=self.data,
-                                        log=self.postfix_log, base=self.base,
-                                        socket=self.socket))
-        with open(os.path.join(self.etc, "master.cf"), "w", encoding="utf-8") as handle:
-            handle.write(MASTER_CF.format(port=self.port))
-        for action in ("check", "start"):
-            done = subprocess.run(["postfix", "-c", self.etc, action], capture_output=True,
-                                  text=True, timeout=30)
-            assert done.returncode == 0, f"postfix {action}: {done.stdout}{done.stderr}"
-        pid_file = os.path.join(self.spool, "pid", "master.pid")
-        self.postfix_master = wait_until(lambda: _read_pid(pid_file), 10)
-        assert self.postfix_master, "Postfix wrote no master.pid"
-
-    def stop_postfix(self) -> None:
-        if self.postfix_master is None:
-            return
-        members = _session_members(self.postfix_master)
-        subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True, timeout=30)
-        if not wait_until(lambda: not any(alive(pid) for pid in members), 10):
-            for pid in members:
-                kill_quietly(pid, signal.SIGKILL)
-
-    def stop_roost(self) -> None:
-        run_roost("-c", self.roost_dir, "stop", timeout=30)
-        if not wait_until(lambda: not _processes_with(self.roost_dir), 10):
-            for pid in _processes_with(self.roost_dir):
-                kill_quietly(pid, signal.SIGKILL)
+        return self.postfix.read_log()
 
 
 @pytest.fixture
@@ -195,11 +77,11 @@ def stack():
         started = run_roost("-c", inst.roost_dir, "start", timeout=60)
         assert started.returncode == 0, started.stderr
         assert wait_until(lambda: os.path.exists(inst.socket), 10), started.stderr
-        inst.start_postfix()
+        inst.postfix.start()
         yield inst
     finally:
-        inst.stop_postfix()
-        inst.stop_roost()
+        inst.postfix.stop()
+        stop_roost(inst.roost_dir)
         leftovers = _processes_with(inst.roost_dir)
         shutil.rmtree(base, ignore_errors=True)
         assert not leftovers, f"processes left running: {leftovers}"

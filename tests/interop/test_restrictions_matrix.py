@@ -8,6 +8,8 @@ discard, warn, and the warnings about unknown restrictions).
 Tables are written once; the hash: ones are compiled by Debian's postmap and by roost's.
 See tests/policy/matrix.py for how the two sides are driven (and how to point roost's side
 at the real smtpd). Needs root for Postfix's master (fails, never skips, otherwise).
+roost's side is the real smtpd (roost.net.smtpd) by default; ROOST_POLICY_TARGET=policy drives
+SmtpPolicy alone through the minimal session driver instead.
 """
 
 from __future__ import annotations
@@ -306,7 +308,8 @@ def matrix():
         pytest.fail("the restriction matrix needs root: Postfix's master starts as root", pytrace=False)
     for tool in ("postfix", "postmap"):
         require_tool(tool)
-    instance = Matrix(CASES, MAIN_CF, TABLES, hash_tables=("access",))
+    instance = Matrix(CASES, MAIN_CF, TABLES, hash_tables=("access",),
+                      target=os.environ.get("ROOST_POLICY_TARGET", "smtpd"))
     try:
         instance.start()
         yield instance

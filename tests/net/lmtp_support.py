@@ -12,26 +12,10 @@ import re
 import signal
 import socket
 import subprocess
-import time
 
 from tests.conftest import run_roost
-from tests.master.helpers import alive, kill_quietly, wait_until
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live processes carrying `marker` as one command-line argument (roost's `-c DIR`)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                arguments = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in arguments and alive(int(entry)):
-            found.append(int(entry))
-    return found
+from tests.master.helpers import kill_quietly, wait_until
+from tests.support.processes import processes_with, stop_roost
 
 
 class RoostInstance:
@@ -110,10 +94,7 @@ class RoostInstance:
         wait_until(lambda: not processes_with(self.dir), 10)
 
     def stop(self) -> None:
-        run_roost("-c", self.dir, "stop", timeout=30)
-        if not wait_until(lambda: not processes_with(self.dir), 10):
-            for pid in processes_with(self.dir):
-                kill_quietly(pid, signal.SIGKILL)
+        stop_roost(self.dir)
 
     def maillog(self) -> str:
         path = os.path.join(self.dir, "data", "maillog")
@@ -176,13 +157,7 @@ def lmtp_deliver(address, sender: str, recipients: list[str], message: bytes,
 
 
 def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+    return wait_until(predicate, timeout, 0.1)
 
 
 def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +26,8 @@ from roost.config.dovecot_conf import parse_dovecot_conf
 from roost.net.server import Connection, new_session_id
 from roost.net.tls import server_context
 from tests.conftest import RecordingLog, require_tool
-from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.master.helpers import alive, wait_until
+from tests.support.processes import port_accepts, terminate
 
 MAIL_UID = 5000
 PASSWORD = "pw"
@@ -255,13 +254,7 @@ class RoostPop3Process:
                     if line.startswith(level + "\t")]
 
     def close(self) -> None:
-        pid = self.process.pid
-        kill_quietly(pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            kill_quietly(pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        terminate(self.process, 10)
         if self.process.stdout:
             self.process.stdout.close()
 
@@ -343,7 +336,7 @@ class RealDovecot:
                                         stdin=subprocess.DEVNULL, stdout=output,
                                         stderr=subprocess.STDOUT)
         output.close()
-        if not wait_until(lambda: _port_open(pop3_port), 15):
+        if not wait_until(lambda: port_accepts(pop3_port, 0.5), 15):
             self.close()
             raise AssertionError("Dovecot did not start: "
                                  + (self.directory / "dovecot-start.log").read_text()
@@ -354,22 +347,33 @@ class RealDovecot:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
-        pid = self.process.pid
-        kill_quietly(pid, signal.SIGTERM)
+        terminate(self.process, 15)
+        wait_until(lambda: not alive(self.process.pid), 5)
+
+
+def _drain(sock, first_wait: float, idle: float) -> tuple[bytes, bool]:
+    """What the server sends until it goes quiet for `idle` seconds (the first octet is
+    awaited up to `first_wait`), and whether the connection is still open."""
+    received = b""
+    sock.settimeout(first_wait)
+    while True:
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            kill_quietly(pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        wait_until(lambda: not alive(pid), 5)
+            data = sock.recv(65536)
+        except socket.timeout:
+            return received, True
+        except (ConnectionResetError, ssl.SSLError):
+            data = b""
+        sock.settimeout(idle)
+        if not data:
+            return received + b"<closed>", False
+        received += data
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def _insecure_tls(sock):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(sock)
 
 
 def talk(port: int, chunks: list[bytes], *, source: str | None = None, idle: float = 0.4,
@@ -380,37 +384,19 @@ def talk(port: int, chunks: list[bytes], *, source: str | None = None, idle: flo
     sock = socket.create_connection((host, port), timeout=10,
                                     source_address=(source, 0) if source else None)
     if tls_port:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        sock = context.wrap_socket(sock)
-    received = b""
-
-    def drain() -> bool:
-        nonlocal received
-        sock.settimeout(first_wait)
-        while True:
-            try:
-                data = sock.recv(65536)
-            except socket.timeout:
-                return True
-            except (ConnectionResetError, ssl.SSLError):
-                data = b""
-            sock.settimeout(idle)
-            if not data:
-                received += b"<closed>"
-                return False
-            received += data
-
+        sock = _insecure_tls(sock)
     try:
-        if drain():
+        received, open_ = _drain(sock, first_wait, idle)
+        if open_:
             for chunk in chunks:
                 try:
                     sock.sendall(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     received += b"<closed>"
                     break
-                if not drain():
+                answer, open_ = _drain(sock, first_wait, idle)
+                received += answer
+                if not open_:
                     break
     finally:
         sock.close()
@@ -434,32 +420,14 @@ def talk_stls(port: int, before: list[bytes], after: list[bytes], *, source: str
     sock.sendall(b"STLS\r\n")
     received += reader.readline()
     reader.close()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    tls = context.wrap_socket(sock)
+    tls = _insecure_tls(sock)
     received += b"<tls>"
-
-    def drain(first_wait: float) -> bool:
-        nonlocal received
-        tls.settimeout(first_wait)
-        while True:
-            try:
-                data = tls.recv(65536)
-            except socket.timeout:
-                return True
-            except (ConnectionResetError, ssl.SSLError):
-                data = b""
-            tls.settimeout(idle)
-            if not data:
-                received += b"<closed>"
-                return False
-            received += data
-
     try:
         for chunk in after:
             tls.sendall(chunk)
-            if not drain(5.0):
+            answer, open_ = _drain(tls, 5.0, idle)
+            received += answer
+            if not open_:
                 break
     finally:
         tls.close()
@@ -467,13 +435,7 @@ def talk_stls(port: int, before: list[bytes], after: list[bytes], *, source: str
 
 
 def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return predicate()
+    return wait_until(predicate, timeout, 0.02)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 from types import SimpleNamespace
 
@@ -29,15 +25,11 @@ from roost.config.dovecot_conf import parse_dovecot_conf
 from roost.net.lmtp import build_config
 from roost.net.server import ServiceContext
 from tests.conftest import RecordingLog, free_port_base, require_tool
-from tests.master.helpers import wait_until
+from tests.support.dovecot import PASSWD_FILE_DBS, PrivateDovecot, quota_plugin
 from tests.net.test_lmtp import LogSetup, run_session
 
 CONF = """\
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
 protocols = lmtp
-ssl = no
 hostname = mx.dc.test
 lmtp_rcpt_check_quota = yes
 lmtp_save_to_detail_mailbox = yes
@@ -45,19 +37,7 @@ mail_location = maildir:{base}/{side}/%u
 mail_uid = 65534
 mail_gid = 65534
 mail_plugins = $mail_plugins quota
-passdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-plugin {{
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_rule = *:storage=10K
-}}
+""" + PASSWD_FILE_DBS + quota_plugin("*:storage=10K") + """\
 service lmtp {{
   inet_listener lmtp {{
     address = 127.0.0.1
@@ -126,42 +106,16 @@ def ask_dovecot(port: int) -> bytes:
 def setup():
     for tool in ("dovecot", "doveadm"):
         require_tool(tool)
-    base = tempfile.mkdtemp(prefix="roost-lmtp-dovecot-", dir="/tmp")
-    os.chmod(base, 0o777)
     port = free_port_base() + 24
-    with open(os.path.join(base, "users"), "w") as handle:
-        for user in ("alice", "bob", "carol@example.org"):
-            handle.write(f"{user}:{{PLAIN}}pw::::{base}/home/{user}::\n")
-    confs = {}
-    for side in ("dovecot", "roost"):
-        os.makedirs(os.path.join(base, side), mode=0o777)
-        os.chmod(os.path.join(base, side), 0o777)
-        confs[side] = os.path.join(base, f"{side}.conf")
-        with open(confs[side], "w") as handle:
-            handle.write(CONF.format(base=base, side=side, port=port))
-    with open(os.path.join(base, "start.log"), "w") as errors:
-        # no pipes: the daemon's children would keep them open
-        started = subprocess.run(["dovecot", "-c", confs["dovecot"]], stdin=subprocess.DEVNULL,
-                                 stdout=errors, stderr=errors, timeout=30)
+    dovecot = PrivateDovecot(CONF, prefix="roost-lmtp-dovecot-", side="dovecot", port=port)
     try:
-        assert started.returncode == 0, open(os.path.join(base, "start.log")).read()
-        assert wait_until(lambda: _port_open(port), 10)
-        yield base, confs, port
+        dovecot.write_users(("alice", "bob", "carol@example.org"))
+        dovecot.make_dirs("dovecot", "roost")
+        confs = {"dovecot": dovecot.conf, "roost": dovecot.write_conf("roost.conf", side="roost")}
+        dovecot.start(port)
+        yield dovecot.base, confs, port
     finally:
-        pid_file = os.path.join(base, "run", "master.pid")
-        if os.path.exists(pid_file):
-            pid = int(open(pid_file).read().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+        dovecot.stop()
 
 
 def test_roost_answers_like_dovecot_lmtp(setup):

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import ssl
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -183,3 +184,101 @@ def test_garbage_never_breaks_the_server(fuzz_server, lines):
     after = talk(fuzz_server.port, LOGIN + [b"STAT\r\n", b"QUIT\r\n"], idle=0.05,
                  source="127.0.0.77")
     assert b"+OK Logged in.\r\n" in after
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    received = bytearray()
+    while True:
+        data = sock.recv(1 << 20)
+        if not data:
+            return bytes(received)
+        received += data
+
+
+def _expected_retr(text: bytes) -> bytes:
+    stuffed = text.replace(b"\n", b"\r\n").replace(b"\r\n.", b"\r\n..")
+    return b"+OK %d octets\r\n" % len(text.replace(b"\n", b"\r\n")) + stuffed + b".\r\n"
+
+
+def test_pipelined_commands_then_half_close_are_all_answered(tmp_path):
+    """The TRANSACTION state answers from the transport's protocol (_CommandPump): every
+    pipelined command is answered in order, the client's half-close ends the session only
+    after them, and QUIT's UPDATE completes (the DELE is applied)."""
+    conf = write_setup(tmp_path, lock="no", extra="first_valid_uid = 0")
+    small = b"Subject: small\n\n.dot line\nbody\n"
+    big = b"Subject: big\n\n" + b"".join(b"%s line %d of a long message\n"
+                                        % (b"." if n % 7 == 0 else b"", n) for n in range(20000))
+    put_message(tmp_path, "1000000001.M1P1.host", small)
+    put_message(tmp_path, "1000000002.M2P1.host", big)
+    inst = RoostPop3(conf)
+    try:
+        sock = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+        sock.recv(100)
+        sock.sendall(b"".join(LOGIN))
+        assert wait_for(lambda: b"Logged in" in sock.recv(200))
+        sock.sendall(b"RETR 1\r\nRETR 2\r\n" * 20 + b"DELE 1\r\nQUIT\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = _read_all(sock)
+        sock.close()
+    finally:
+        inst.close()
+    expected = (_expected_retr(small) + _expected_retr(big)) * 20 + \
+        b"+OK Marked to be deleted.\r\n+OK Logging out, messages deleted.\r\n"
+    assert received == expected
+    left = os.listdir(maildir(tmp_path) / "cur") + os.listdir(maildir(tmp_path) / "new")
+    assert len(left) == 1
+    assert any("Disconnected: Logged out top=0/0, retr=40/" in line for line in inst.lines())
+
+
+def test_a_client_that_reads_slowly_gets_everything(tmp_path, monkeypatch):
+    """Output flow control: 1,500 pipelined RETRs (14 MB) while the client reads nothing for a while
+    (the server stops answering above the transport's high-water mark, then resumes)."""
+    pauses = []
+    original = pop3_module._CommandPump.pause_writing
+
+    def counted(self):
+        pauses.append(1)
+        original(self)
+
+    monkeypatch.setattr(pop3_module._CommandPump, "pause_writing", counted)
+    conf = write_setup(tmp_path, lock="no", extra="first_valid_uid = 0")
+    text = b"Subject: x\n\n" + b"some text for the message body\n" * 300
+    put_message(tmp_path, "1000000001.M1P1.host", text)
+    inst = RoostPop3(conf)
+    try:
+        sock = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+        sock.recv(100)
+        sock.sendall(b"".join(LOGIN))
+        assert wait_for(lambda: b"Logged in" in sock.recv(200))
+        sock.sendall(b"RETR 1\r\n" * 1500 + b"QUIT\r\n")
+        time.sleep(0.5)  # the server's buffers fill up meanwhile
+        received = _read_all(sock)
+        sock.close()
+    finally:
+        inst.close()
+    assert received == _expected_retr(text) * 1500 + b"+OK Logging out.\r\n"
+    assert pauses  # the transport did push back
+
+
+def test_a_connection_dropped_in_the_middle_of_a_long_retr(tmp_path):
+    conf = write_setup(tmp_path, lock="no", extra="first_valid_uid = 0")
+    put_message(tmp_path, "1000000001.M1P1.host",
+                b"Subject: big\n\n" + b"".join(b"line %d\n" % n for n in range(200000)))
+    inst = RoostPop3(conf)
+    try:
+        sock = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.recv(100)
+        sock.sendall(b"".join(LOGIN))
+        assert wait_for(lambda: b"Logged in" in sock.recv(200))
+        sock.sendall(b"DELE 1\r\nRETR 1\r\n")
+        sock.recv(1000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # RST while the server is blocked on output
+        assert wait_for(lambda: any("Disconnected: Connection closed" in line
+                                    for line in inst.lines()))
+        after = talk(inst.port, LOGIN + [b"STAT\r\n", b"QUIT\r\n"], idle=0.2)
+    finally:
+        inst.close()
+    assert b"+OK 1 " in after  # nothing deleted without QUIT
+    assert not inst.lines("error")

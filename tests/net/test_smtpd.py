@@ -8,6 +8,7 @@ Postfix's log lines.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import smtplib
@@ -15,6 +16,7 @@ import socket
 import ssl
 import time
 
+import pytest
 
 from roost.proto.smtp.reply import Reply
 from tests.net.smtpd_harness import PermitPolicy, SmtpdServer
@@ -390,3 +392,58 @@ def test_garbage_never_kills_the_server(tmp_path):
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
             assert client.sendmail("a@b", ["c@example.test"], b"Subject: after\r\n\r\nok\r\n") == {}
         assert not [line for level, line in server.log.lines if level == "error"]
+
+
+def test_reject_footer_session_attributes(tmp_path):
+    """smtpd_reject_footer's $client_port and $localtime (the oracle compares the rest with
+    Postfix; these two differ between any two sessions)."""
+    import re
+    import time
+
+    footer = "smtpd_reject_footer = port $client_port at $localtime\n"
+    with SmtpdServer(tmp_path, main_cf=footer) as server:
+        c = Raw(server.port)
+        port = c.sock.getsockname()[1]
+        before = time.time()
+        answer = c.ask("BOGUS")
+        c.close()
+    first, second = answer.split("\n")
+    assert first == "500-5.5.2 Error: command not recognized"
+    match = re.fullmatch(rf"500 5\.5\.2 port {port} at (\w{{3}} [ \d]\d \d\d:\d\d:\d\d)", second)
+    assert match, answer
+    stamps = {time.strftime("%b %e %H:%M:%S", time.localtime(t)) for t in (before, before + 1, before + 2)}
+    assert match.group(1) in stamps, answer
+
+
+class SlowConnectPolicy(PermitPolicy):
+    """Gives a client that talks at once the time for its bytes to arrive before the greeting."""
+
+    async def check_connect(self, state):
+        await asyncio.sleep(0.3)
+        return self._result("connect", state)
+
+
+@pytest.mark.parametrize("forbid", [False, True])
+def test_talking_before_the_greeting(tmp_path, forbid):
+    """Postfix 3.7 (observed; racy there, as it only peeks once before its greeting): `improper
+    command pipelining after CONNECT from unknown[127.0.0.1]: EHLO x\\r\\n`; with
+    smtpd_forbid_unauth_pipelining = yes `554 5.5.0 Error: SMTP protocol synchronization`
+    instead of the greeting, then `disconnect from ... commands=0/0`."""
+    main_cf = "smtpd_forbid_unauth_pipelining = yes\n" if forbid else ""
+    with SmtpdServer(tmp_path, main_cf=main_cf, policy_factory=lambda settings, log: SlowConnectPolicy()) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"EHLO x\r\n")
+            stream = conn.makefile("rb")
+            first = read_reply(stream)
+            second = read_reply(stream)
+            if not forbid:
+                conn.sendall(b"QUIT\r\n")
+                read_reply(stream)
+            stream.close()  # else the descriptor outlives the socket object
+        lines = wait_for_line(server, "disconnect from")
+    assert "improper command pipelining after CONNECT from unknown[127.0.0.1]: EHLO x\\r\\n" in lines, lines
+    if forbid:
+        assert (first, second) == ("554 5.5.0 Error: SMTP protocol synchronization", "(closed)")
+        assert "disconnect from unknown[127.0.0.1] commands=0/0" in lines, lines
+    else:
+        assert first.startswith("220 ") and second.startswith("250-"), (first, second)

@@ -41,6 +41,10 @@ VARIANTS = {
     "reject_lf": {"smtpd_forbid_bare_newline": "reject", "smtpd_forbid_bare_newline_exclusions": ""},
     "normalize": {"smtpd_forbid_bare_newline": "normalize", "smtpd_forbid_bare_newline_exclusions": ""},
     "auth": {"smtpd_sasl_auth_enable": "yes"},
+    # Postfix 3.7's smtpd dies (`fatal: no SASL authentication mechanisms`): no greeting
+    "noplain": {"smtpd_sasl_auth_enable": "yes", "smtpd_sasl_security_options": "noanonymous, noplaintext"},
+    "footer": {"smtpd_reject_footer": "\\c (client $client_address, server ${server_name}, $other)"},
+    "nopipe": {"smtpd_forbid_unauth_pipelining": "yes"},
     "strict": {"strict_rfc821_envelopes": "yes", "smtpd_helo_required": "yes", "message_size_limit": "0"},
 }
 
@@ -76,6 +80,13 @@ CASES = [
     ("auth", [E, "AUTH\r\n", "AUTH FOO\r\n", "AUTH PLAIN AGFsaWNlAHdyb25n\r\n", "AUTH PLAIN\r\n", "*\r\n",
               "AUTH LOGIN\r\n", "YWxpY2U=\r\n", "*\r\n", "MAIL FROM:<a@b>\r\n", "AUTH PLAIN AGFsaWNlAHB3\r\n",
               "RSET\r\n", "AUTH PLAIN AGFsaWNlAHB3\r\n", "AUTH PLAIN AGFsaWNlAHB3\r\n", "QUIT\r\n"]),
+    ("footer", [E, "BOGUS\r\n", "RCPT TO:<a@b>\r\n", "MAIL FROM:<a@b>\r\n", "MAIL FROM:<a@b>\r\n", "QUIT\r\n"]),
+    ("nopipe", ["EHLO x\r\nNOOP\r\n", "QUIT\r\n"]),
+    ("nopipe", [E, "MAIL FROM:<a@b>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nSubject: x\r\n", "QUIT\r\n"]),
+    ("nopipe", ["HELO x\r\n", "MAIL FROM:<a@b>\r\nRCPT TO:<u@example.test>\r\n", "QUIT\r\n"]),
+    ("nopipe", [E, "MAIL FROM:<a@b>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n", "hi\r\n.\r\n", "QUIT\r\n"]),
+    ("default", ["HELO x\r\n", "MAIL FROM:<a@b>\r\nRCPT TO:<u@example.test>\r\n", "QUIT\r\n"]),
+    ("noplain", [E, "AUTH PLAIN AGFsaWNlAHB3\r\n", "QUIT\r\n"]),
     ("auth", ["AUTH PLAIN AGFsaWNlAHB3\r\n", "HELO x\r\n", "AUTH LOGIN YWxpY2U=\r\n", "cHc=\r\n", "QUIT\r\n"]),
     ("strict", ["MAIL FROM:<a@b>\r\n", E, "MAIL FROM:a@b\r\n", "MAIL FROM:<a@b> SIZE=99999999\r\n", "QUIT\r\n"]),
 ]
@@ -117,6 +128,9 @@ def play(port: int, sends: list[str]) -> list[str]:
     return replies
 
 
+LIVE: dict = {}  # the running oracle and roost servers, for the log comparison
+
+
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory):
     require_tool("postfix")
@@ -136,6 +150,7 @@ def peers(tmp_path_factory):
             main_cf = COMMON_MAIN_CF + f"smtpd_sasl_type = dovecot\nsmtpd_sasl_path = {oracle.base}/auth\n"
             server = SmtpdServer(tmp_path_factory.mktemp(service.name), main_cf=main_cf, master_cf=master_cf)
             roost_servers[service.name] = server.__enter__()
+        LIVE.update(oracle=oracle, roost=roost_servers)
         yield {s.name: (s.port, roost_servers[s.name].port) for s in services}
     finally:
         for server in roost_servers.values():
@@ -151,3 +166,32 @@ def test_same_replies_as_postfix(peers, variant, sends):
     differences = [(sends[i - 1] if i else "(greeting)", e, g)
                    for i, (e, g) in enumerate(zip(expected, got)) if e != g]
     assert differences == [] and len(got) == len(expected)
+
+
+def test_forbid_unauth_pipelining_log_lines_like_postfix(peers):
+    """smtpd_forbid_unauth_pipelining = yes: same `improper command pipelining` and
+    `disconnect` lines as Postfix (the refused command counts as failed)."""
+    import time
+
+    postfix_port, roost_port = peers["nopipe"]
+    sends = ["HELO x\r\n", "MAIL FROM:<a@b>\r\nRCPT TO:<pipelog@example.test>\r\n"]  # unique in the log
+    server = LIVE["roost"]["nopipe"]
+    before = len(server.lines())
+    wanted = ("improper command pipelining", "disconnect from")
+
+    def postfix_lines():
+        return [re.sub(r"^.*? pf/nopipe/smtpd\[\d+\]: ", "", line) for line in LIVE["oracle"].read_log().splitlines()
+                if " pf/nopipe/smtpd[" in line and any(w in line for w in wanted)]
+    play(postfix_port, sends)
+    play(roost_port, sends)
+    deadline = time.monotonic() + 5
+    def ours(lines):
+        marks = [i for i, line in enumerate(lines) if "pipelog@" in line]
+        return lines[marks[0]:marks[0] + 2] if marks else []
+    while len(expected := ours(postfix_lines())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while time.monotonic() < deadline and not any("disconnect from" in t for t in server.lines()[before:]):
+        time.sleep(0.05)
+    got = [t for t in server.lines()[before:] if any(w in t for w in wanted)]
+    assert len(expected) == 2 and got == expected, (got, expected)
+

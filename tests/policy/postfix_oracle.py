@@ -20,38 +20,18 @@ from __future__ import annotations
 
 import base64
 import os
-import pwd
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass, field
 
-from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.support.postfix import PrivatePostfix
 
 MESSAGE = b"Subject: roost policy matrix\r\n\r\nhello\r\n.\r\n"
 PASSWORD = "pw"
 
+SYSLOG_NAME = "postfix-roost-policy"
 MAIN_CF = """\
-compatibility_level = 3.6
-config_directory = {etc}
-queue_directory = {spool}
-data_directory = {data}
-daemon_directory = /usr/lib/postfix/sbin
-command_directory = /usr/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {log}
-maillog_file_prefixes = {base}
-syslog_name = postfix-roost-policy
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
 default_transport = discard
 local_transport = discard
 relay_transport = discard
@@ -64,23 +44,6 @@ smtpd_error_sleep_time = 0
 smtpd_soft_error_limit = 1000
 smtpd_hard_error_limit = 1000
 biff = no
-"""
-
-MASTER_CF_TAIL = """\
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 # Parameters that trivial-rewrite reads to classify an address: a case setting one of them
@@ -202,112 +165,47 @@ class FakeDovecotAuth:
         return f"FAIL\t{request}\tuser={user}"
 
 
-def _read_pid(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _session_members(pid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(pid) and alive(int(entry)):
-            members.append(int(entry))
-    return members
-
-
-class PostfixOracle:
+class PostfixOracle(PrivatePostfix):
     """See the module docstring. `main_cf` is appended to the fixed base configuration."""
 
     def __init__(self, services: list[Service], main_cf: str = ""):
         if os.geteuid() != 0:
             raise RuntimeError("the Postfix oracle needs root: Postfix's master starts as root")
-        self.base = tempfile.mkdtemp(prefix="roost-policy-oracle-", dir="/tmp")
-        os.chmod(self.base, 0o755)
-        self.etc = os.path.join(self.base, "etc")
-        self.spool = os.path.join(self.base, "spool")
-        self.data = os.path.join(self.base, "data")
-        self.tables = os.path.join(self.base, "tables")
-        self.log = os.path.join(self.base, "postfix.log")
-        self.services = services
-        self.main_cf = main_cf
-        self.master_pid: int | None = None
+        super().__init__(main_cf, syslog_name=SYSLOG_NAME, prefix="roost-policy-oracle-")
+        self.FIXED_MAIN_CF = MAIN_CF.format(auth_socket=self.path("auth"))
+        self.tables = self.path("tables")
+        self.smtpd_services = services
         self.auth: FakeDovecotAuth | None = None
-        for path in (self.etc, self.spool, self.data, self.tables):
-            os.makedirs(path, exist_ok=True)
+        os.makedirs(self.tables, exist_ok=True)
         os.chmod(self.tables, 0o755)
 
     def table_path(self, name: str) -> str:
         return os.path.join(self.tables, name)
 
+    def listener_lines(self) -> str:
+        return "".join(service.master_cf_lines() for service in self.smtpd_services)
+
+    def listening_ports(self) -> list[int]:
+        return [service.port for service in self.smtpd_services]
+
     def write_main_cf(self) -> str:
-        auth_socket = os.path.join(self.base, "auth")
-        text = MAIN_CF.format(etc=self.etc, spool=self.spool, data=self.data, log=self.log,
-                              base=self.base, auth_socket=auth_socket) + self.main_cf
-        with open(os.path.join(self.etc, "main.cf"), "w", encoding="utf-8") as handle:
-            handle.write(text)
-        with open(os.path.join(self.etc, "master.cf"), "w", encoding="utf-8") as handle:
-            handle.write("".join(s.master_cf_lines() for s in self.services) + MASTER_CF_TAIL)
-        return text
+        """main.cf and master.cf (subclasses add to master.cf here); the main.cf text."""
+        return PrivatePostfix.write_config(self)
+
+    def write_config(self) -> str:
+        return self.write_main_cf()
 
     def start(self) -> None:
-        self.write_main_cf()
-        self.auth = FakeDovecotAuth(os.path.join(self.base, "auth"))
-        postfix = pwd.getpwnam("postfix")
-        os.chown(self.data, postfix.pw_uid, postfix.pw_gid)
-        for action in ("start",):  # start runs postfix-script's checks and creates the queue
-            done = subprocess.run(["postfix", "-c", self.etc, action], capture_output=True,
-                                  text=True, timeout=30)
-            if done.returncode != 0:
-                raise RuntimeError(f"postfix {action}: {done.stdout}{done.stderr}{self.read_log()[-2000:]}")
-        pid_file = os.path.join(self.spool, "pid", "master.pid")
-        self.master_pid = wait_until(lambda: _read_pid(pid_file), 10)
-        if not self.master_pid:
-            raise RuntimeError("Postfix wrote no master.pid")
-        for service in self.services:
-            if not wait_until(lambda: _port_open(service.port), 10):
-                raise RuntimeError(f"Postfix does not listen on {service.port}: {self.read_log()}")
-
-    def read_log(self) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return ""
+        self.auth = FakeDovecotAuth(self.path("auth"))
+        # `postfix start` runs postfix-script's fatal checks and creates the queue itself
+        super().start(check=False)
 
     def stop(self) -> None:
         try:
-            if self.master_pid is not None:
-                members = _session_members(self.master_pid)
-                subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True, timeout=30)
-                if not wait_until(lambda: not any(alive(pid) for pid in members), 10):
-                    for pid in members:
-                        kill_quietly(pid, signal.SIGKILL)
+            super().stop()
         finally:
             if self.auth is not None:
                 self.auth.close()
-            shutil.rmtree(self.base, ignore_errors=True)
-
-
-def _port_open(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port, read from /proc/net/tcp so that no
-    probe connection shows up in Postfix's log."""
-    wanted = f"0100007F:{port:04X}"
-    try:
-        with open("/proc/net/tcp", encoding="ascii") as handle:
-            rows = handle.read().splitlines()[1:]
-    except OSError:
-        return False
-    return any(len(f := row.split()) > 3 and f[1] == wanted and f[3] == "0A" for row in rows)
 
 
 def _read_reply(stream) -> str:

@@ -35,26 +35,40 @@ def test_hold_release_requeue_delete(tmp_path):
     config_dir, settings, layout = setup(tmp_path)
     first, second, third = (enqueue(settings, "a@b.example", "c@d.example") for _ in range(3))
     done = postsuper(config_dir, "-h", first, "-h", second)
-    assert done.stderr == "postsuper: Placed on hold: 2 messages\n"
+    assert done.stderr == (f"postsuper: {first}: placed on hold\npostsuper: {second}: placed on hold\n"
+                           "postsuper: Placed on hold: 2 messages\n")
     assert ids(layout, "hold") == sorted([first, second])
     done = postsuper(config_dir, "-H", first)
-    assert done.stderr == "postsuper: Released from hold: 1 message\n"
+    assert done.stderr == f"postsuper: {first}: released from hold\npostsuper: Released from hold: 1 message\n"
     [(_, released)] = [item for item in layout.scan("deferred")]
     assert os.stat(released).st_mtime <= time.time()
     done = postsuper(config_dir, "-r", "ALL")
     assert done.stderr == "postsuper: Requeued: 3 messages\n"
     assert ids(layout, "maildrop") == sorted([first, second, third])
     done = postsuper(config_dir, "-d", "-", stdin=f"{first}\n{second}\n")
-    assert done.stderr == "postsuper: Deleted: 2 messages\n"
+    assert done.stderr == (f"postsuper: {first}: removed\npostsuper: {second}: removed\n"
+                           "postsuper: Deleted: 2 messages\n")
     assert ids(layout, "maildrop") == [third]
     log = (tmp_path / "data" / "maillog").read_text()
     assert f"postfix/postsuper[" in log and f"]: {first}: removed" in log
 
 
-def test_bad_queue_id_is_fatal(tmp_path):
+def test_bad_queue_id_is_skipped_with_a_warning(tmp_path):
+    """Postfix 3.7: `postsuper: warning: invalid mail queue id: X`, exit status 0."""
     config_dir, _settings, _layout = setup(tmp_path)
     done = postsuper(config_dir, "-d", "../etc")
-    assert done.returncode == 1 and done.stderr == "postsuper: fatal: invalid queue id: ../etc\n"
+    assert done.returncode == 0
+    assert done.stderr == ("postsuper: warning: invalid mail queue id: ../etc\n"
+                           "postsuper: Deleted: 0 messages\n")
+
+
+def test_operations_run_in_postfix_order(tmp_path):
+    config_dir, settings, layout = setup(tmp_path)
+    for _ in range(2):
+        enqueue(settings, "a@b.example", "c@d.example")
+    done = postsuper(config_dir, "-H", "ALL", "-h", "ALL", "-d", "AAAAAAAAAA")
+    assert done.stderr == ("postsuper: Deleted: 0 messages\npostsuper: Placed on hold: 2 messages\n"
+                           "postsuper: Released from hold: 2 messages\n")
 
 
 def postqueue(config_dir, *args):

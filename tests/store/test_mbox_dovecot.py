@@ -11,23 +11,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 
 import pytest
 
 from roost.store.mbox.store import MboxUserStore
 from tests.conftest import require_tool
-from tests.master.helpers import wait_until
+from tests.support.dovecot import PrivateDovecot
 
 CONF = """\
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
 protocols =
-ssl = no
 mail_location = mbox:{base}/mail/%u:INBOX={base}/spool/%u
 mail_uid = 65534
 mail_gid = 65534
@@ -53,40 +45,18 @@ MESSAGES = [
 @pytest.fixture
 def dovecot():
     require_tool("doveadm")
-    base = tempfile.mkdtemp(prefix="roost-mbox-dovecot-", dir="/tmp")
-    os.chmod(base, 0o777)
-    for sub in ("mail", "spool", "home"):
-        os.makedirs(os.path.join(base, sub), mode=0o777)
-        os.chmod(os.path.join(base, sub), 0o777)
-    conf = os.path.join(base, "dovecot.conf")
-    with open(conf, "w") as handle:
-        handle.write(CONF.format(base=base))
-    with open(os.path.join(base, "start.log"), "w") as errors:
-        started = subprocess.run(["dovecot", "-c", conf], stdin=subprocess.DEVNULL,
-                                 stdout=errors, stderr=errors, timeout=30)
-    pid_file = os.path.join(base, "run", "master.pid")
+    instance = PrivateDovecot(CONF, prefix="roost-mbox-dovecot-")
     try:
-        assert started.returncode == 0, open(os.path.join(base, "start.log")).read()
-        assert wait_until(lambda: os.path.exists(os.path.join(base, "run", "auth-userdb")), 10)
-        yield base, conf
+        instance.make_dirs("mail", "spool", "home")
+        instance.start()
+        yield instance
     finally:
-        if os.path.exists(pid_file):
-            pid = int(open(pid_file).read().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-        shutil.rmtree(base, ignore_errors=True)
+        instance.stop()
 
 
-def doveadm(conf: str, *args: str, stdin: bytes | None = None) -> str:
-    done = subprocess.run(["doveadm", "-c", conf, *args], input=stdin, capture_output=True,
-                          timeout=30)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
-
-
-def dovecot_view(conf: str, user: str) -> list[tuple[int, frozenset, str]]:
-    out = doveadm(conf, "-f", "json", "fetch", "-u", user, "uid flags text", "mailbox", "INBOX",
-                  "all")
+def dovecot_view(dovecot: PrivateDovecot, user: str) -> list[tuple[int, frozenset, str]]:
+    out = dovecot.doveadm("-f", "json", "fetch", "-u", user, "uid flags text", "mailbox", "INBOX",
+                          "all")
     return [(int(item["uid"]), frozenset(item["flags"].split()) - {"\\Recent"}, item["text"])
             for item in json.loads(out or "[]")]
 
@@ -108,7 +78,7 @@ def hand_to_nobody(base: str) -> None:
 
 
 def test_dovecot_reads_what_roost_wrote(dovecot):
-    base, conf = dovecot
+    base = dovecot.base
     store = MboxUserStore("alice", f"{base}/mail/alice", f"{base}/spool/alice")
     for number, message in enumerate(MESSAGES):
         store.deliver("INBOX", io.BytesIO(message), sender="sender@example.org",
@@ -122,30 +92,30 @@ def test_dovecot_reads_what_roost_wrote(dovecot):
     hand_to_nobody(base)
     ours = roost_view(store)
     assert [uid for uid, _f, _t in ours] == [1, 2, 4, 5]
-    assert dovecot_view(conf, "alice") == ours
+    assert dovecot_view(dovecot, "alice") == ours
 
 
 def test_roost_reads_what_dovecot_wrote(dovecot):
-    base, conf = dovecot
+    base = dovecot.base
     for message in MESSAGES:
-        doveadm(conf, "save", "-u", "bob", stdin=message.replace(b"\r\n", b"\n"))
-    doveadm(conf, "flags", "add", "-u", "bob", "\\Seen $Junk", "mailbox", "INBOX", "uid", "2")
-    doveadm(conf, "flags", "add", "-u", "bob", "\\Deleted", "mailbox", "INBOX", "uid", "1")
-    doveadm(conf, "expunge", "-u", "bob", "mailbox", "INBOX", "deleted")
-    doveadm(conf, "save", "-u", "bob", stdin=b"Subject: last\n\nFrom unescaped by Dovecot\n")
-    theirs = dovecot_view(conf, "bob")
+        dovecot.doveadm("save", "-u", "bob", stdin=message.replace(b"\r\n", b"\n"))
+    dovecot.doveadm("flags", "add", "-u", "bob", "\\Seen $Junk", "mailbox", "INBOX", "uid", "2")
+    dovecot.doveadm("flags", "add", "-u", "bob", "\\Deleted", "mailbox", "INBOX", "uid", "1")
+    dovecot.doveadm("expunge", "-u", "bob", "mailbox", "INBOX", "deleted")
+    dovecot.doveadm("save", "-u", "bob", stdin=b"Subject: last\n\nFrom unescaped by Dovecot\n")
+    theirs = dovecot_view(dovecot, "bob")
     store = MboxUserStore("bob", f"{base}/mail/bob", f"{base}/spool/bob")
     assert roost_view(store) == theirs
     assert [uid for uid, _f, _t in theirs] == [2, 3, 4, 5]
     # roost appends after Dovecot: Dovecot still agrees, UIDs keep ascending
     store.deliver("INBOX", io.BytesIO(b"Subject: from roost\r\n\r\nhi\r\n"))
     hand_to_nobody(base)
-    assert dovecot_view(conf, "bob") == roost_view(store)
+    assert dovecot_view(dovecot, "bob") == roost_view(store)
     assert roost_view(store)[-1][0] == 6
 
 
 def test_uids_survive_expunging_everything(dovecot):
-    base, conf = dovecot
+    base = dovecot.base
     store = MboxUserStore("carol", f"{base}/mail/carol", f"{base}/spool/carol")
     for message in MESSAGES[:3]:
         store.deliver("INBOX", io.BytesIO(message))
@@ -155,10 +125,10 @@ def test_uids_survive_expunging_everything(dovecot):
     assert b"FOLDER INTERNAL DATA" in open(f"{base}/spool/carol", "rb").read()
     assert store.open_mailbox("INBOX").messages() == []
     hand_to_nobody(base)
-    status = doveadm(conf, "mailbox", "status", "-u", "carol", "messages uidnext uidvalidity",
+    status = dovecot.doveadm("mailbox", "status", "-u", "carol", "messages uidnext uidvalidity",
                      "INBOX")
     assert f"messages=0 uidnext=4 uidvalidity={mailbox.uidvalidity}" in status, status
     assert store.deliver("INBOX", io.BytesIO(MESSAGES[0])) == 4  # never 1 again
     hand_to_nobody(base)
-    assert [uid for uid, _f, _t in dovecot_view(conf, "carol")] == [4]
-    assert roost_view(store) == dovecot_view(conf, "carol")
+    assert [uid for uid, _f, _t in dovecot_view(dovecot, "carol")] == [4]
+    assert roost_view(store) == dovecot_view(dovecot, "carol")

@@ -12,38 +12,19 @@ import io
 import os
 import pwd
 import re
-import shutil
-import signal
 import subprocess
-import tempfile
 
 import pytest
 
 from roost.store.mbox.store import MboxUserStore
 from tests.conftest import free_port_base, require_tool
-from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.master.helpers import wait_until
+from tests.support.postfix import CORE_SERVICES, PrivatePostfix
 
 MAIN_CF = """\
-compatibility_level = 3.6
-config_directory = {etc}
-queue_directory = {spool}
-data_directory = {data}
-daemon_directory = /usr/lib/postfix/sbin
-command_directory = /usr/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {log}
-maillog_file_prefixes = {base}
-syslog_name = postfix-roost-mbox
 myhostname = mx.example.test
 mydestination = localhost
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
 alias_maps =
 alias_database =
 local_recipient_maps =
@@ -54,38 +35,7 @@ biff = no
 default_transport = error:never relays
 """
 
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
-def _session_members(pid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(pid) and alive(int(entry)):
-            members.append(int(entry))
-    return members
+SERVICES = tuple(name for name in CORE_SERVICES if name != "discard") + ("local",)
 
 
 @pytest.fixture
@@ -94,38 +44,17 @@ def postfix():
         pytest.fail("needs root: Postfix's master starts as root", pytrace=False)
     for tool in ("postfix", "swaks"):
         require_tool(tool)
-    base = tempfile.mkdtemp(prefix="roost-mbox-local-", dir="/tmp")
-    os.chmod(base, 0o755)
-    etc, spool, data = (os.path.join(base, name) for name in ("etc", "spool", "data"))
-    mailspool = os.path.join(base, "mail")
-    for path in (etc, spool, data, mailspool):
-        os.makedirs(path)
-    os.chmod(mailspool, 0o1777)
-    os.chown(data, pwd.getpwnam("postfix").pw_uid, pwd.getpwnam("postfix").pw_gid)
-    port = free_port_base() + 54
-    log = os.path.join(base, "postfix.log")
-    with open(os.path.join(etc, "main.cf"), "w") as handle:
-        handle.write(MAIN_CF.format(etc=etc, spool=spool, data=data, log=log, base=base,
-                                    mailspool=mailspool))
-    with open(os.path.join(etc, "master.cf"), "w") as handle:
-        handle.write(MASTER_CF.format(port=port))
-    master = None
+    instance = PrivatePostfix(smtpd_port=free_port_base() + 54, services=SERVICES,
+                              syslog_name="postfix-roost-mbox", prefix="roost-mbox-local-")
     try:
-        for action in ("check", "start"):
-            done = subprocess.run(["postfix", "-c", etc, action], capture_output=True, text=True,
-                                  timeout=30)
-            assert done.returncode == 0, f"postfix {action}: {done.stdout}{done.stderr}"
-        pid_file = os.path.join(spool, "pid", "master.pid")
-        master = wait_until(lambda: os.path.exists(pid_file) and int(open(pid_file).read()), 10)
-        yield port, mailspool, log
+        mailspool = instance.path("mail")
+        os.makedirs(mailspool)
+        os.chmod(mailspool, 0o1777)
+        instance.main_cf = MAIN_CF.format(mailspool=mailspool)
+        instance.start()
+        yield instance.port, mailspool, instance.log
     finally:
-        if master:
-            members = _session_members(master)
-            subprocess.run(["postfix", "-c", etc, "stop"], capture_output=True, timeout=30)
-            if not wait_until(lambda: not any(alive(pid) for pid in members), 10):
-                for pid in members:
-                    kill_quietly(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        instance.stop()
 
 
 def send(port: int, subject: str, body: str) -> None:

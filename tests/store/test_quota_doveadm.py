@@ -8,18 +8,14 @@ QuotaRule.from_settings must give the same limits and refuse the same rules.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
 import subprocess
-import tempfile
 
 import pytest
 
 from roost.store.quota import QuotaConfigError, QuotaRule
 from tests.conftest import require_tool
-from tests.master.helpers import wait_until
+from tests.support.dovecot import PASSWD_FILE_DBS, PrivateDovecot, quota_plugin
 
 USERS = {
     "plain": "",
@@ -37,30 +33,12 @@ USERS = {
 }
 
 CONF = """\
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
 protocols =
-ssl = no
 mail_location = maildir:{base}/mail/%u
 mail_uid = 65534
 mail_gid = 65534
 mail_plugins = quota
-passdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-userdb {{
-  driver = passwd-file
-  args = {base}/users
-}}
-plugin {{
-  quota = count:User quota
-  quota_vsizes = yes
-  quota_rule = *:storage=1M
-  quota_rule2 = Trash:storage=+100M
-}}
-"""
+""" + PASSWD_FILE_DBS + quota_plugin("*:storage=1M", "Trash:storage=+100M")
 
 
 def doveadm_limits(conf: str, user: str) -> tuple[str, str] | None:
@@ -82,28 +60,13 @@ def shown(limit: int | None, kilobytes: bool) -> str:
 @pytest.fixture
 def dovecot():
     require_tool("doveadm")
-    base = tempfile.mkdtemp(prefix="roost-quota-", dir="/tmp")
-    os.chmod(base, 0o777)
-    with open(os.path.join(base, "users"), "w") as handle:
-        for user, extra in USERS.items():
-            handle.write(f"{user}:{{PLAIN}}pw::::{base}/home/{user}::{extra}\n")
-    conf = os.path.join(base, "dovecot.conf")
-    with open(conf, "w") as handle:
-        handle.write(CONF.format(base=base))
-    with open(os.path.join(base, "start.log"), "w") as errors:
-        started = subprocess.run(["dovecot", "-c", conf], stdin=subprocess.DEVNULL,
-                                 stdout=errors, stderr=errors, timeout=30)
-    pid_file = os.path.join(base, "run", "master.pid")
+    instance = PrivateDovecot(CONF, prefix="roost-quota-")
     try:
-        assert started.returncode == 0, open(os.path.join(base, "start.log")).read()
-        assert wait_until(lambda: os.path.exists(os.path.join(base, "run", "auth-userdb")), 10)
-        yield conf
+        instance.write_users(USERS)
+        instance.start()
+        yield instance.conf
     finally:
-        if os.path.exists(pid_file):
-            pid = int(open(pid_file).read().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-        shutil.rmtree(base, ignore_errors=True)
+        instance.stop()
 
 
 def test_limits_match_doveadm_quota_get(dovecot):

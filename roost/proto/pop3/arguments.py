@@ -15,6 +15,8 @@ Security: echoed arguments go through replies.echo (no line breaks).
 
 from __future__ import annotations
 
+import re
+
 from roost.proto.pop3 import replies
 from roost.proto.pop3.replies import PopReply
 
@@ -22,11 +24,11 @@ UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 
 
+_DIGITS = re.compile(r"[0-9]*")  # ASCII digits only (str.isdigit would take other scripts')
+
+
 def _leading_digits(text: str) -> str:
-    end = 0
-    while end < len(text) and "0" <= text[end] <= "9":
-        end += 1
-    return text[:end]
+    return _DIGITS.match(text).group()
 
 
 def parse_number(args: str, *, then_space: bool) -> tuple[int, str] | PopReply:

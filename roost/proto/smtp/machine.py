@@ -70,6 +70,7 @@ class SmtpServerMachine:
         self.settings = settings
         self.tls_active = settings.tls_active
         self.helo_name: str | None = None
+        self.last_argument = ""
         self.helo_verb: str | None = None
         self.authenticated = False
         self.sender: str | None = None  # None: no transaction
@@ -290,6 +291,7 @@ class SmtpServerMachine:
         if not text.strip(" \t\r\n"):
             return self._error(R.BAD_SYNTAX, "unknown")
         verb, argument = split_verb(text)
+        self.last_argument = argument  # for the daemon's log lines (e.g. the refused SASL mechanism)
         if verb in self.settings.forbidden_commands or (
                 self.settings.forbid_non_letter_commands and not text.lstrip(" \t")[:1].isalpha()):
             self._last_command = "UNKNOWN"
@@ -327,8 +329,10 @@ class SmtpServerMachine:
         return self._helo("LHLO", argument, pipelined)
 
     def _need_helo(self) -> Reply | None:
-        if self.helo_name is None and (self.settings.helo_required or self.settings.lmtp):  # RFC 2033 §4.1
-            return R.SEND_LHLO_FIRST if self.settings.lmtp else R.SEND_HELO_FIRST
+        # RFC 2033 §4.1 wants LHLO first, but Dovecot's lmtp (the LMTP server roost stands in
+        # for) takes MAIL without it; smtpd_helo_required applies to SMTP only
+        if self.helo_name is None and self.settings.helo_required and not self.settings.lmtp:
+            return R.SEND_HELO_FIRST
         return None
 
     def _cmd_mail(self, argument, pipelined):

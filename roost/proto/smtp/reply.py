@@ -80,6 +80,7 @@ BYE = Reply(221, "2.0.0", "Bye")
 READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
+SYNC_ERROR = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")  # smtpd_forbid_unauth_pipelining
 NOT_RECOGNIZED = Reply(500, "5.5.2", "Error: command not recognized")
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")

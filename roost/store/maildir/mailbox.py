@@ -163,7 +163,7 @@ class MaildirMailbox(Mailbox):
             return found
         with self.open_message(uid) as stream:
             header = read_header(stream)
-        cache.put(uid, entry.base, header, {u: e.base for u, e in self._entries.items()})
+        cache.put(uid, entry.base, header, _LiveBases(self._entries))
         return header
 
     # --- changing --------------------------------------------------------------------------
@@ -439,3 +439,19 @@ class MaildirMailbox(Mailbox):
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+
+
+class _LiveBases:
+    """uid -> base name of the current messages, as a view (HeaderCache.put needs len() and
+    get()): building a dict of every message per cached header made a first FETCH of n
+    messages O(n^2)."""
+
+    def __init__(self, entries):
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, uid, default=None):
+        entry = self._entries.get(uid)
+        return default if entry is None else entry.base

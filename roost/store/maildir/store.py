@@ -28,6 +28,7 @@ import shutil
 import time
 from typing import BinaryIO
 
+from roost.store import dirs
 from roost.store.api import (InvalidMailboxName, MailboxExists, MailboxInfo, MailboxInUse,
                              MailboxNotFound, SessionLock, StoreError, UserStore)
 from roost.store.location import MailLocation, MailSettings
@@ -59,20 +60,7 @@ class FlockSession(SessionLock):
 
 def make_dirs(path: str, owner: tuple[int, int] | None) -> None:
     """os.makedirs, giving every directory it creates to `owner`."""
-    missing = []
-    while path and not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            continue
-        if owner is not None:
-            os.chown(directory, *owner)
+    dirs.make_dirs(path, None if owner is None else lambda directory: os.chown(directory, *owner))
 
 
 def make_maildir(path: str, owner: tuple[int, int] | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import BinaryIO, Callable
 
 from roost.store.api import (InvalidMailboxName, MailboxExists, MailboxInfo, MailboxInUse,
                              MailboxNotFound, SessionLock, StoreError, UserStore)
+from roost.store.dirs import make_dirs
 from roost.store.mbox import appendcache, writer
 from roost.store.mbox.format import Entry
 from roost.store.mbox.lock import DOTLOCK_STALE_TIMEOUT, LOCK_TIMEOUT, LockedMbox
@@ -84,19 +85,7 @@ class MboxUserStore(UserStore):
             pass
 
     def _makedirs(self, path: str) -> None:
-        missing = []
-        while path and not os.path.isdir(path):
-            missing.append(path)
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, 0o700)
-            except FileExistsError:
-                continue
-            self._give(directory)
+        make_dirs(path, self._give)
 
     def _create_file(self, path: str, exclusive: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else 0)

@@ -288,7 +288,7 @@ def test_lmtp_one_reply_per_recipient():
            b"RCPT TO:<r1@d>\r\nRCPT TO:<r2@d>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n", step=3)
     replies = d.replies()
     assert replies[0] == "500 5.5.2 Error: command not recognized"
-    assert replies[1] == "503 5.5.1 Error: send LHLO first"
+    assert replies[1].startswith("250 2.1.0")  # as Dovecot's lmtp: MAIL without LHLO is taken
     assert replies[2].startswith("250-lmtp.test\n250-PIPELINING")
     assert "VRFY" not in replies[2] and "ETRN" not in replies[2]
     assert replies[8:11] == ["250 2.1.5 <r0> Saved", "550 5.1.1 <r1> no", "250 2.1.5 <r2> Saved"]

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Profile roost's smtpd service in one process (no master, no qmgr): the same handler a
+worker runs (roost.master.services -> roost.net.smtpd), on a loopback port, under cProfile
+(event-loop thread) while `smtp-source` sends COUNT messages. Reports the process CPU per
+message (all threads: the loop and the to_thread pool that runs cleanup) and the profile.
+
+    .venv/bin/python bench/smtpd_profile.py [--count 2000] [--size 1024] [--conc 10] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+async def serve_and_send(args, base: str) -> None:
+    from roost.config.load import load_config
+    from roost.master.plan import plan_services, service_logger
+    from roost.master.services import resolve_handler
+    from roost.net.server import BoundSocket, ServiceContext, ServiceServer
+    from tests.conftest import free_port_base
+
+    port_base = free_port_base()
+    subprocess.run([sys.executable, "-m", "roost", "init", f"{base}/roost", "--port-base", str(port_base),
+                    "--user", "bench@example.test:pw"], check=True, capture_output=True, cwd=REPO)
+    with open(f"{base}/roost/main.cf", "a", encoding="utf-8") as main_cf:
+        main_cf.write("smtpd_peername_lookup = no\nsmtpd_client_connection_count_limit = 0\n")
+    config = load_config(f"{base}/roost")
+    spec = next(s for s in plan_services(config) if s.handler == "smtpd" and s.listeners[0].port == port_base + 25)
+    from roost.master.logsetup import open_logs
+    logs = open_logs(config, foreground=False)
+    log = service_logger(spec, logs)
+    context = ServiceContext(name=spec.name, handler=spec.handler, listeners=spec.listeners, config=config,
+                             log=log, log_setup=logs)
+    handler = resolve_handler("smtpd").factory(context)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = ServiceServer(handler, config, log)
+    await server.start([BoundSocket(spec.listeners[0], sock, None)])
+
+    async def source(conc: int, count: int) -> float:
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            "smtp-source", "-s", str(conc), "-m", str(count), "-l", str(args.size), "-f", "sender@client.test",
+            "-t", "bench@example.test", "-M", "client.test", f"127.0.0.1:{port}")
+        await proc.wait()
+        return time.perf_counter() - started
+
+    await source(5, 50)
+    profiler = cProfile.Profile(time.thread_time) if args.profile else None  # CPU of the loop thread
+    times0 = os.times()
+    cpu0 = time.process_time()
+    if profiler:
+        profiler.enable()
+    elapsed = await source(args.conc, args.count)
+    if profiler:
+        profiler.disable()
+    cpu = time.process_time() - cpu0
+    times1 = os.times()
+    user, system = times1.user - times0.user, times1.system - times0.system
+    print(f"size={args.size} conc={args.conc} count={args.count}: {args.count / elapsed:.0f} msg/s, "
+          f"CPU {cpu / args.count * 1000:.3f} ms/msg (smtpd+cleanup, all threads; "
+          f"user {user / args.count * 1000:.3f}, system {system / args.count * 1000:.3f})")
+    if profiler:
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--conc", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--inline", action="store_true",
+                        help="experiment: run asyncio.to_thread work on the loop thread (blocks it in fsync)")
+    parser.add_argument("--switch", type=float, help="experiment: sys.setswitchinterval(SECONDS)")
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--lines", type=int, default=40)
+    args = parser.parse_args()
+    if args.inline:
+        async def inline(func, *a, **k):
+            return func(*a, **k)
+        asyncio.to_thread = inline
+    if args.switch:
+        sys.setswitchinterval(args.switch)
+    base = tempfile.mkdtemp(prefix="roost-smtpd-prof-", dir="/tmp")
+    try:
+        asyncio.run(serve_and_send(args, base))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
