@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 SHORT_NAMES = {
     "u": "user", "n": "username", "d": "domain", "s": "service", "h": "home",
@@ -188,3 +188,34 @@ def check(template: str) -> str | None:
     except VariableError as error:
         return str(error)
     return None
+
+
+def expand_counters(fmt: str, values: Mapping[str, object], short: Mapping[str, str],
+                    known: Collection[str], missing: object = "") -> str:
+    """A logout format (Dovecot's imap_logout_format, pop3_logout_format): `%x` through the
+    `short` letter table, `%{name}`, `%%`; a name in `known` without a value gives `missing`,
+    any other unset variable nothing, as Dovecot writes them."""
+    out: list[str] = []
+    position = 0
+    while position < len(fmt):
+        char = fmt[position]
+        if char != "%" or position + 1 >= len(fmt):
+            out.append(char)
+            position += 1
+            continue
+        key = fmt[position + 1]
+        position += 2
+        if key == "%":
+            out.append("%")
+            continue
+        if key == "{":
+            end = fmt.find("}", position)
+            name = fmt[position:end] if end >= 0 else ""
+            position = end + 1 if end >= 0 else len(fmt)
+        else:
+            name = short.get(key, "")
+        if name in values:
+            out.append(str(values[name]))
+        elif name in known:
+            out.append(str(missing))
+    return "".join(out)

@@ -34,6 +34,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from roost.auth.variables import expand_counters
+
 USER_SHOWN_MAX = 64
 
 
@@ -121,29 +123,8 @@ _SHORT_VARIABLES = {"i": "input", "o": "output"}
 def expand_logout_format(fmt: str, values: dict[str, object],
                          known: tuple[str, ...] = IMAP_LOGOUT_COUNTERS) -> str:
     """`fmt` with %i/%o, %{name} and %% expanded from `values` (names in `known` default to
-    0, %{session} to the value given); unknown variables expand to nothing."""
-    out: list[str] = []
-    position = 0
-    while position < len(fmt):
-        char = fmt[position]
-        if char != "%" or position + 1 >= len(fmt):
-            out.append(char)
-            position += 1
-            continue
-        key = fmt[position + 1]
-        position += 2
-        if key == "%":
-            out.append("%")
-            continue
-        if key == "{":
-            end = fmt.find("}", position)
-            name = fmt[position:end] if end >= 0 else ""
-            position = end + 1 if end >= 0 else len(fmt)
-        else:
-            name = _SHORT_VARIABLES.get(key, "")
-        default = 0 if name in known else ""
-        out.append(str(values.get(name, default)))
-    return "".join(out)
+    0); unknown variables expand to nothing."""
+    return expand_counters(fmt, values, _SHORT_VARIABLES, known, missing=0)
 
 
 def imap_logout_line(reason: str, values: dict[str, object],

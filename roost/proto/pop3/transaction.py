@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from roost.auth.variables import expand_counters
 from roost.proto.pop3 import replies
 from roost.proto.pop3.arguments import parse_line_count, parse_number
 from roost.proto.pop3.lines import split_command
@@ -204,32 +205,15 @@ LONG_LOGOUT_KEYS = {"top_count", "top_bytes", "retr_count", "retr_bytes", "delet
                     "session", "uidl_change"}
 
 
+_SHORT_LOGOUT_KEYS = {"i": "input", "o": "output", "u": "uidl_change", **LOGOUT_KEYS}
+
+
 def expand_logout_format(fmt: str, values: dict[str, object]) -> str:
     """pop3_logout_format (default `top=%t/%p, retr=%r/%b, del=%d/%m, size=%s`) with the
     session's values; %i/%o (bytes in/out) and %{session} when the caller gives them;
     unknown variables expand to nothing, as in Dovecot."""
-    out: list[str] = []
-    position = 0
-    while position < len(fmt):
-        char = fmt[position]
-        if char != "%" or position + 1 >= len(fmt):
-            out.append(char)
-            position += 1
-            continue
-        key = fmt[position + 1]
-        position += 2
-        if key == "%":
-            out.append("%")
-        elif key == "{":
-            end = fmt.find("}", position)
-            name = fmt[position:end] if end >= 0 else ""
-            position = end + 1 if end >= 0 else len(fmt)
-            if name in LONG_LOGOUT_KEYS:
-                out.append(str(values.get(name, "")))
-        else:
-            name = {"i": "input", "o": "output", "u": "uidl_change"}.get(key, LOGOUT_KEYS.get(key))
-            out.append(str(values.get(name, "")) if name else "")
-    return "".join(out)
+    return expand_counters(fmt, {k: v for k, v in values.items() if k in LONG_LOGOUT_KEYS},
+                           _SHORT_LOGOUT_KEYS, LONG_LOGOUT_KEYS)
 
 
 _COMMANDS = {"CAPA": Transaction.capa, "STAT": Transaction.stat, "LIST": Transaction.list,
