@@ -14,16 +14,13 @@ import hashlib
 import hmac
 import os
 import re
-import signal
 import socket
-import subprocess
 
 import pytest
 
 from roost.auth import schemes
-from tests.conftest import require_tool
-from tests.master.helpers import alive, kill_quietly, wait_until
-from tests.proto.test_dovecot_auth_differential import RoostAuthServer, _read_pid
+from tests.master.helpers import wait_until
+from tests.proto.test_dovecot_auth_differential import auth_servers
 
 CONF = """\
 base_dir = {dir}/run
@@ -168,32 +165,8 @@ def run_cases(path: str) -> list[tuple[str, ...]]:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    require_tool("dovecot")
-    if os.geteuid() != 0:
-        pytest.fail("the Dovecot differential test runs Dovecot with a private base_dir and "
-                    "needs root (CI runs the suite as root)", pytrace=False)
-    directory = tmp_path_factory.mktemp("dovecot-challenge")
-    conf = directory / "dovecot.conf"
-    conf.write_text(CONF.format(dir=directory))
-    (directory / "users").write_text(users_file())
-    with open(directory / "start.log", "w") as output:
-        started = subprocess.run(["dovecot", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                 stdout=output, stderr=output, timeout=30)
-    assert started.returncode == 0, (directory / "start.log").read_text()
-    master = wait_until(lambda: _read_pid(directory / "run" / "master.pid"), 10)
-    roost = None
-    try:
-        assert master, "Dovecot wrote no master.pid"
-        assert wait_until(lambda: (directory / "auth").exists(), 10)
-        roost = RoostAuthServer(str(conf), str(directory / "roost-auth"))
-        yield str(directory / "auth"), str(directory / "roost-auth"), roost, directory
-    finally:
-        if roost is not None:
-            roost.close()
-        if master:
-            kill_quietly(master, signal.SIGTERM)
-            if not wait_until(lambda: not alive(master), 10):
-                kill_quietly(master, signal.SIGKILL)
+    with auth_servers(tmp_path_factory.mktemp("dovecot-challenge"), CONF, users_file()) as started:
+        yield started
 
 
 def test_challenge_mechanisms_end_like_dovecot(servers):

@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -186,16 +187,17 @@ class RoostAuthServer:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+@contextmanager
+def auth_servers(directory, conf_text: str, users_text: str):
+    """Debian's Dovecot (root, private base_dir) and roost.net.auth serving one dovecot.conf
+    in `directory`: yields (dovecot socket, roost socket, RoostAuthServer, directory)."""
     require_tool("dovecot")
     if os.geteuid() != 0:
         pytest.fail("the Dovecot differential test runs Dovecot with a private base_dir and "
                     "needs root (CI runs the suite as root)", pytrace=False)
-    directory = tmp_path_factory.mktemp("dovecot-auth")
     conf = directory / "dovecot.conf"
-    conf.write_text(CONF.format(dir=directory))
-    (directory / "users").write_text(USERS)
+    conf.write_text(conf_text.format(dir=directory))
+    (directory / "users").write_text(users_text)
     # Output to a file: the daemon inherits the descriptors and would hold a pipe open.
     with open(directory / "start.log", "w") as output:
         started = subprocess.run(["dovecot", "-c", str(conf)], stdin=subprocess.DEVNULL,
@@ -215,6 +217,12 @@ def servers(tmp_path_factory):
             kill_quietly(master, signal.SIGTERM)
             if not wait_until(lambda: not alive(master), 10):
                 kill_quietly(master, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    with auth_servers(tmp_path_factory.mktemp("dovecot-auth"), CONF, USERS) as started:
+        yield started
 
 
 def _read_pid(path) -> int | None:
