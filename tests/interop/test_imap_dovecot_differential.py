@@ -18,23 +18,19 @@ code"), and a dropped connection is neither: roost decodes leniently and answers
 
 from __future__ import annotations
 
-import asyncio
 import re
 import zlib
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from roost.message.mime import parse_message
-from tests.conftest import RecordingLog, free_port_base, require_tool
+from tests.conftest import free_port_base, require_tool
 from tests.message import corpus
 from tests.message.test_random_differential import CORPUS, SEARCHES, SORTS, _specs
-from tests.net.pop3_harness import (RealDovecot, RoostPop3, _Config, make_certificate,
-                                    traversable_dir)
+from tests.net.pop3_harness import RealDovecot, RoostImap, make_certificate, traversable_dir
 
 PASSWORD = "pw"
 MAIL_UID = 5000
@@ -133,28 +129,6 @@ def login(port: int, user: str) -> Client:
     _, status = client.command(b"LOGIN %s %s" % (user.encode(), PASSWORD.encode()))
     assert status.startswith(b"OK"), status
     return client
-
-
-class RoostImap(RoostPop3):
-    """roost.net.imap on 127.0.0.1, in this process (RoostPop3's loop and listener)."""
-
-    def __init__(self, conf_path: Path):
-        from roost.config.diagnostics import Diagnostics
-        from roost.config.dovecot_conf import parse_dovecot_conf
-        from roost.net.imap import ImapService
-
-        diags = Diagnostics()
-        dovecot = parse_dovecot_conf(str(conf_path), diags)
-        self.log = RecordingLog()
-        self.context = None
-        self.service = ImapService(_Config(dovecot), self.log, None)
-        self.stopping = None
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.tasks = set()
-        self.servers = []
-        self.port = self._listen(0, implicit_tls=False)
 
 
 def fill(port: int, user: str, messages: list[bytes]) -> list[bytes]:

@@ -143,7 +143,7 @@ class RoostPop3:
     """roost.net.pop3 on 127.0.0.1 (a plain port and an implicit-TLS port), in its own loop."""
 
     def __init__(self, conf_path: Path, *, ports: tuple[int, int] = (0, 0), service_kwargs=None,
-                 log=None):
+                 log=None, service_class=None):
         from roost.net.pop3 import Pop3Service
 
         diags = Diagnostics()
@@ -153,7 +153,8 @@ class RoostPop3:
         self.log = log or RecordingLog()
         self.context = server_context(str(directory / "cert.pem"), str(directory / "key.pem")) \
             if (directory / "cert.pem").exists() else None
-        self.service = Pop3Service(_Config(dovecot), self.log, None, **(service_kwargs or {}))
+        self.service = (service_class or Pop3Service)(_Config(dovecot), self.log, None,
+                                                      **(service_kwargs or {}))
         self.stopping = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -222,6 +223,15 @@ class FileLog:
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(f"{level}\t{text}\n".replace("\r", "\\r"))
         return write
+
+
+class RoostImap(RoostPop3):
+    """roost.net.imap in this process, on RoostPop3's loop and listeners."""
+
+    def __init__(self, conf_path: Path, **kwargs):
+        from roost.net.imap import ImapService
+
+        super().__init__(conf_path, service_class=ImapService, **kwargs)
 
 
 class RoostPop3Process:

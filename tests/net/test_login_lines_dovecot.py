@@ -15,19 +15,17 @@ the servers' untagged replies differ; the shape must not).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import re
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RecordingLog, free_port_base, require_tool
-from tests.net.pop3_harness import RealDovecot, RoostPop3, _Config, traversable_dir
+from tests.conftest import free_port_base, require_tool
+from tests.net.pop3_harness import RealDovecot, RoostImap, traversable_dir
 
 PASSWORD = "pw"
 MAIL_UID = 5000
@@ -113,28 +111,6 @@ def write_conf(directory: Path, port: int) -> Path:
     conf = directory / "dovecot.conf"
     conf.write_text(CONF.format(dir=directory, uid=MAIL_UID, port=port))
     return conf
-
-
-class RoostImap(RoostPop3):
-    """roost.net.imap on 127.0.0.1, in this process."""
-
-    def __init__(self, conf_path: Path):
-        from roost.config.diagnostics import Diagnostics
-        from roost.config.dovecot_conf import parse_dovecot_conf
-        from roost.net.imap import ImapService
-
-        diags = Diagnostics()
-        dovecot = parse_dovecot_conf(str(conf_path), diags)
-        self.log = RecordingLog()
-        self.context = None
-        self.service = ImapService(_Config(dovecot), self.log, None)
-        self.stopping = None
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.tasks = set()
-        self.servers = []
-        self.port = self._listen(0, implicit_tls=False)
 
 
 def run_script(port: int, source: str, commands: list[bytes]) -> bytes:
