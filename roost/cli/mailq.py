@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from roost.cli.mainconf import ConfigMissing, config_directory, main_settings
 from roost.queue.layout import SHOWQ_QUEUES, QueueLayout
 from roost.queue.reader import QueueFile, QueueFileError, read_envelope
 
@@ -131,16 +132,14 @@ def format_json(entries: list[Entry]) -> str:
 
 
 def listing(config_dir: str, as_json: bool = False) -> str:
-    from roost.cli.postcat import load_settings
 
-    settings = load_settings(config_dir)
+    settings = main_settings(config_dir, required=True)
     entries = collect(QueueLayout.from_settings(settings))
     return format_json(entries) if as_json else format_listing(entries, settings.bool("enable_long_queue_ids"))
 
 
 def main(argv: list[str]) -> int:
     """`mailq [-c dir]` (sendmail -bp) ; `postqueue -p` / `-j` route here too."""
-    from roost.cli.postcat import config_dir_from
 
     try:
         options, _args = getopt.getopt(argv[1:], "c:pjv")
@@ -154,9 +153,8 @@ def main(argv: list[str]) -> int:
             config_option = value
         elif flag == "-j":
             as_json = True
-    from roost.cli.postcat import ConfigMissing
     try:
-        sys.stdout.write(listing(config_dir_from(config_option), as_json))
+        sys.stdout.write(listing(config_directory(config_option), as_json))
     except ConfigMissing as exc:
         prog = os.path.basename(argv[0]) if argv else "mailq"
         print(f"{prog}: fatal: {exc}", file=sys.stderr)

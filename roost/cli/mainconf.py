@@ -4,7 +4,8 @@ The Postfix tools (sendmail, postqueue, postsuper, mailq) read main.cf from `$MA
 or their `-c`/`-C` directory (default /etc/roost); they do not need master.cf listeners or
 dovecot.conf, so they parse main.cf alone. Configuration warnings are the server's business
 (`roost check`) and are not repeated by every tool run.
-Invariants: never raises for a missing or broken main.cf: Postfix's defaults apply.
+Invariants: a missing or broken main.cf gives Postfix's defaults, unless `required` (then
+ConfigMissing with Postfix's message).
 Security: reads the configuration directory only.
 """
 
@@ -23,10 +24,16 @@ def config_directory(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MAIL_CONFIG") or DEFAULT_CONFIG_DIR
 
 
-def main_settings(config_dir: str) -> Settings:
+class ConfigMissing(Exception):
+    """main.cf is not there (postcat, mailq, postqueue -p stop, as Postfix's tools do)."""
+
+
+def main_settings(config_dir: str, *, required: bool = False) -> Settings:
+    path = os.path.join(config_dir, "main.cf")
+    if required and not os.path.isfile(path):
+        raise ConfigMissing(f"open {path}: No such file or directory")
     diags = Diagnostics()
-    main_cf = parse_main_cf(os.path.join(config_dir, "main.cf"), diags)
-    return Settings.from_main_cf(main_cf, config_dir, diags)
+    return Settings.from_main_cf(parse_main_cf(path, diags), config_dir, diags)
 
 
 def tool_logger(settings: Settings, process: str):

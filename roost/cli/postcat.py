@@ -22,33 +22,12 @@ import os
 import sys
 import time
 
+from roost.cli.mainconf import ConfigMissing, config_directory, main_settings
 from roost.queue import records as rec
 from roost.queue.layout import BadQueueId, QueueLayout
 from roost.queue.reader import QueueFile, QueueFileError, iter_content, parse_stream
 
-DEFAULT_CONFIG_DIR = "/etc/roost"
 USAGE = "usage: postcat [-bdehnoqv] [-c config_dir] [file(s)...]"
-
-
-class ConfigMissing(Exception):
-    pass
-
-
-def load_settings(config_dir: str):
-    """main.cf of `config_dir`; a missing file is fatal, as for Postfix's tools."""
-    from roost.config.diagnostics import Diagnostics
-    from roost.config.main_cf import parse_main_cf
-    from roost.config.settings import Settings
-
-    path = os.path.join(config_dir, "main.cf")
-    if not os.path.isfile(path):
-        raise ConfigMissing(f"open {path}: No such file or directory")
-    diags = Diagnostics()
-    return Settings.from_main_cf(parse_main_cf(path, diags), config_dir, diags)
-
-
-def config_dir_from(option: str | None) -> str:
-    return option or os.environ.get("MAIL_CONFIG") or DEFAULT_CONFIG_DIR
 
 
 def _record_line(rtype: int, payload: bytes) -> str | None:
@@ -58,23 +37,17 @@ def _record_line(rtype: int, payload: bytes) -> str | None:
     if rtype == rec.TIME:
         seconds = int(text.split()[0]) if text.split() and text.split()[0].isdigit() else 0
         return f"message_arrival_time: {_asctime(seconds)}"
-    if rtype == rec.FULLNAME:
-        return f"sender_fullname: {text}"
-    if rtype == rec.ATTR:
-        return f"named_attribute: {text}"
-    if rtype == rec.SENDER:
-        return f"sender: {text}"
-    if rtype == rec.ORIG_RCPT:
-        return f"original_recipient: {text}"
-    if rtype == rec.DSN_ORCPT:
-        return f"named_attribute: dsn_orig_rcpt={text}"
     if rtype == rec.DSN_NOTIFY:
         return f"notify_flags: {rec.notify_words(int(text)) if text.isdigit() else text}"
-    if rtype == rec.RCPT:
-        return f"recipient: {text}"
-    if rtype == rec.DONE:
-        return f"done_recipient: {text}"
-    return None
+    if rtype == rec.DSN_ORCPT:
+        return f"named_attribute: dsn_orig_rcpt={text}"
+    label = _LABELS.get(rtype)
+    return None if label is None else f"{label}: {text}"
+
+
+# record type -> postcat's label for the records shown as they are
+_LABELS = {rec.FULLNAME: "sender_fullname", rec.ATTR: "named_attribute", rec.SENDER: "sender",
+           rec.ORIG_RCPT: "original_recipient", rec.RCPT: "recipient", rec.DONE: "done_recipient"}
 
 
 def _asctime(seconds: int) -> str:
@@ -176,7 +149,7 @@ def main(argv: list[str]) -> int:
     if not (envelope or header or body):
         envelope = header = body = True
     try:
-        layout = QueueLayout.from_settings(load_settings(config_dir_from(config_option))) if by_id else None
+        layout = QueueLayout.from_settings(main_settings(config_directory(config_option), required=True)) if by_id else None
     except ConfigMissing as exc:
         print(f"postcat: fatal: {exc}", file=sys.stderr)
         return 1
