@@ -38,51 +38,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.pop3_bench import machine  # noqa: E402
 from tests.conftest import free_port_base  # noqa: E402
-from tests.net.pop3_harness import RealDovecot, traversable_dir  # noqa: E402
+from tests.net.pop3_harness import (RealDovecot, chown_mail, dovecot_conf, maildir,  # noqa: E402
+                                    traversable_dir)
 
-MAIL_UID = 5000
 PASSWORD = "bench-password"
-CONF = """\
-base_dir = {dir}/run
-state_dir = {dir}/state
-protocols = imap pop3
-listen = 127.0.0.1
-log_path = {dir}/dovecot.log
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-ssl = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-disable_plaintext_auth = no
+AUTH_LISTENER = """\
 mail_max_userip_connections = 1000
-mail_location = maildir:{dir}/mail/%u/Maildir
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={uid} home={dir}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3_port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
 service auth {{
   unix_listener {dir}/auth-bench {{
     mode = 0600
@@ -102,14 +63,11 @@ def write_setup(directory: Path, users_text: str, imap_port: int, pop3_port: int
     (directory / "users").write_text(users_text)
     os.chmod(directory / "users", 0o644)
     for name in names:
-        for sub in ("cur", "new", "tmp"):
-            (directory / "mail" / name / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
-    for root, dirs, files in os.walk(directory / "mail"):
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), MAIL_UID, MAIL_UID)
+        maildir(directory, name)
+    chown_mail(directory)
     conf = directory / "dovecot.conf"
-    conf.write_text(CONF.format(dir=directory, uid=MAIL_UID, imap_port=imap_port,
-                                pop3_port=pop3_port))
+    conf.write_text(dovecot_conf(directory, {"imap": (imap_port, 0), "pop3": (pop3_port, 0)},
+                                 extra=AUTH_LISTENER.format(dir=directory)))
     return conf
 
 

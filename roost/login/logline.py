@@ -105,6 +105,13 @@ def disconnect_line(state: LoginLogState, reason: str, now: float) -> str:
     return f"Disconnected: {reason} {state.failure_detail(now)}: {state.elements()}"
 
 
+def refused_line(state: LoginLogState, reason: str) -> str:
+    """A login the mail side refused after authentication, as Dovecot logs it (no attempts
+    detail): `Disconnected: Maximum number of connections from user+IP exceeded
+    (mail_max_userip_connections=2): user=<alice>, method=PLAIN, rip=..., lip=..., ...`."""
+    return f"Disconnected: {reason}: {state.elements()}"
+
+
 def session_prefix(protocol: str, user: str, pid: int, session: str) -> str:
     """The log prefix of the mail session after login: `pop3(alice)<1154><Ovr00/hg3rN/AAAB>`."""
     return f"{protocol}({user[:USER_SHOWN_MAX]})<{pid}><{session}>"

@@ -32,13 +32,15 @@ import time
 from dataclasses import dataclass, field
 
 from roost import __version__
+from roost.config.dovecot_settings import dovecot_settings
 from roost.config.load import load_config
+from roost.login import userip
 from roost.log import LogSetup
 from roost.master import bind as binding
 from roost.master.logsetup import dovecot_pem_source, open_logs
 from roost.master.pidfile import AlreadyRunning, PidFile, pid_file_path
 from roost.master.plan import ServiceSpec, describe_listener, plan_services
-from roost.master.privileges import PrivilegeError, drop_privileges
+from roost.master.privileges import PrivilegeError, drop_privileges, resolve_owner
 from roost.master.services import ResolvedHandler, classify_non_listeners, resolve_handler
 from roost.master.worker import READY_RECORD, WorkerPlan, run_worker, set_process_name
 from roost.net.server import BoundSocket
@@ -188,6 +190,7 @@ class Master:
             self._report("fatal", str(exc))
             return False
         contexts = self._tls_contexts(specs, config)
+        self._prepare_userip(config)
         try:
             dropped = drop_privileges(config.main.get("mail_owner"))
         except PrivilegeError as exc:
@@ -207,6 +210,19 @@ class Master:
         self.console.say(f"roost/master: the roost mail system is running: PID: {os.getpid()}")
         self.console.ready()
         return True
+
+    def _prepare_userip(self, config) -> None:
+        """mail_max_userip_connections counts in a lock file under base_dir that the workers,
+        once they are mail_owner, must be able to open (roost.login.userip)."""
+        if getattr(config, "dovecot", None) is None:
+            return
+        try:
+            owner = resolve_owner(config.main.get("mail_owner")) if os.geteuid() == 0 else None
+            base_dir = dovecot_settings(config.dovecot).base_dir
+            userip.prepare(base_dir, owner.pw_uid if owner else os.getuid(),
+                           owner.pw_gid if owner else os.getgid())
+        except (OSError, PrivilegeError) as exc:
+            self._report("warning", f"mail_max_userip_connections: {exc}")
 
     def _bind_all(self, specs: list[ServiceSpec]) -> None:
         for spec in specs:

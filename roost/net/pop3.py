@@ -38,7 +38,7 @@ import os
 import time
 from typing import Any
 
-from roost.login import logline
+from roost.login import logline, userip
 from roost.net.login import ExchangeAborted, LoginResult, LoginService
 from roost.net.server import Connection, ServiceContext
 from roost.proto import sasl
@@ -60,10 +60,11 @@ SEEN = frozenset({"\\Seen"})
 class _End(Exception):
     """End the session: `reason` for the log, `data` to send first."""
 
-    def __init__(self, reason: str, data: bytes = b""):
+    def __init__(self, reason: str, data: bytes = b"", refused: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.data = data
+        self.refused = refused  # authenticated, then refused: no attempts detail in the log
 
 
 class Pop3Service:
@@ -127,6 +128,7 @@ class _Session:
             ssl_required=self.policy.ssl_required))
         self.waiting_input = False
         self.shutting_down = False
+        self.userip_slot = userip.UNLIMITED
         self.bytes_in = 0
         self.pump: _CommandPump | None = None
 
@@ -175,6 +177,7 @@ class _Session:
             self.send(replies.internal_error(stamp).wire())
         finally:
             watcher.cancel()
+            self.userip_slot.release()
 
     async def _watch_stop(self, task: asyncio.Task) -> None:
         await self.conn.stopping.wait()
@@ -184,7 +187,7 @@ class _Session:
         elif self.waiting_input:
             task.cancel()
 
-    def _login_log_end(self, reason: str, data: bytes = b"") -> None:
+    def _login_log_end(self, reason: str, data: bytes = b"", refused: bool = False) -> None:
         self.state.auth_attempts = self.machine.auth_attempts
         self.state.tried_disabled_plaintext = self.machine.tried_disabled_plaintext
         self.state.tried_unsupported_mech = self.machine.tried_unsupported_mech
@@ -194,7 +197,8 @@ class _Session:
         self.state.method = self.machine.log_method
         if data:
             self.send(data)
-        self.service.log.info(logline.disconnect_line(self.state, reason, self.clock()))
+        self.service.log.info(logline.refused_line(self.state, reason) if refused
+                              else logline.disconnect_line(self.state, reason, self.clock()))
 
     async def _authorization(self) -> LoginResult | None:
         try:
@@ -220,7 +224,7 @@ class _Session:
                 if result is not None:
                     return result
         except _End as end:
-            self._login_log_end(end.reason, end.data)
+            self._login_log_end(end.reason, end.data, end.refused)
             return None
         except (ConnectionError, TimeoutError):
             self._login_log_end("Connection closed")
@@ -250,6 +254,7 @@ class _Session:
             self.machine.sasl_finished(result.user, malformed=result.malformed)
         if result.ok:
             self.state.user, self.state.method = result.user, self.machine.log_method
+            self.userip_slot = self._userip_slot(result.user)
             return result
         if result.cancelled:
             self.send(replies.AUTH_ABORTED.wire())
@@ -260,6 +265,19 @@ class _Session:
         else:
             self.send(replies.AUTH_FAILED.wire())
         return None
+
+    def _userip_slot(self, user: str) -> userip.Slot:
+        """Dovecot's mail_max_userip_connections: over the limit, the login ends here."""
+        view = self.service.login.settings(self.conn.local_host, self.conn.peer_host)
+        try:
+            slot = userip.session_slot(view, "pop3", user, self.conn.peer_host)
+        except OSError as error:
+            self.service.log.error(f"mail_max_userip_connections: {error}")
+            return userip.UNLIMITED
+        if slot is None:
+            reason = userip.limit_reason(view.mail_max_userip_connections)
+            raise _End(reason, replies.err(reason, "IN-USE").wire(), refused=True)
+        return slot
 
     async def _exchange(self, challenge: bytes) -> bytes | sasl.Cancel:
         """RFC 5034 §4: `+ base64` and the client's line back."""

@@ -33,10 +33,10 @@ MAIL_UID = 5000
 PASSWORD = "pw"
 USERS = ("alice", "bob", "carol")
 
-CONF = """\
+BASE_CONF = """\
 base_dir = {dir}/run
 state_dir = {dir}/state
-protocols = pop3
+protocols = {protocols}
 listen = {listen}
 log_path = {dir}/dovecot.log
 default_internal_user = dovecot
@@ -44,13 +44,10 @@ default_internal_group = dovecot
 default_login_user = dovenull
 first_valid_uid = {uid}
 last_valid_uid = {uid}
-ssl = yes
-ssl_cert = <{dir}/cert.pem
-ssl_key = <{dir}/key.pem
+ssl = {ssl}
 auth_mechanisms = plain login
 auth_failure_delay = {failure_delay}
 disable_plaintext_auth = {disable_plaintext_auth}
-pop3_lock_session = {lock}
 mail_location = maildir:{dir}/mail/%u/Maildir
 {extra}
 passdb {{
@@ -61,16 +58,34 @@ userdb {{
   driver = static
   args = uid={uid} gid={uid} home={dir}/mail/%u
 }}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3_port}
+"""
+LOGIN_SERVICE = """\
+service {protocol}-login {{
+  inet_listener {protocol} {{
+    port = {port}
   }}
-  inet_listener pop3s {{
-    port = {pop3s_port}
+  inet_listener {protocol}s {{
+    port = {tls_port}
     ssl = yes
   }}
 }}
 """
+
+
+def dovecot_conf(directory, ports: dict[str, tuple[int, int]], *, ssl: str = "no",
+                 failure_delay: str = "0", disable_plaintext_auth: str = "no",
+                 listen: tuple[str, ...] = ("127.0.0.1",), extra: str = "",
+                 uid: int = MAIL_UID) -> str:
+    """The dovecot.conf the differential tests and benchmarks share: passwd-file users, a
+    Maildir per user under DIR/mail, one login service per protocol in `ports`
+    ({"imap": (port, tls_port)}; port 0 = no listener), private base_dir and log."""
+    text = BASE_CONF.format(dir=directory, protocols=" ".join(ports), listen=", ".join(listen),
+                            uid=uid, failure_delay=failure_delay, extra=extra,
+                            ssl=ssl + (f"\nssl_cert = <{directory}/cert.pem\nssl_key = <{directory}/key.pem"
+                                       if ssl != "no" else ""),
+                            disable_plaintext_auth=disable_plaintext_auth)
+    return text + "".join(LOGIN_SERVICE.format(protocol=protocol, port=port, tls_port=tls_port)
+                          for protocol, (port, tls_port) in ports.items())
 
 
 @contextmanager
@@ -96,7 +111,10 @@ def make_certificate(directory: Path) -> None:
 def write_setup(directory: Path, *, pop3_port: int = 0, pop3s_port: int = 0,
                 failure_delay: str = "0", disable_plaintext_auth: str = "yes",
                 lock: str = "yes", extra: str = "", certificate: bool = True,
-                listen: tuple[str, ...] = ("127.0.0.1",)) -> Path:
+                listen: tuple[str, ...] = ("127.0.0.1",), ssl: str = "yes",
+                ports: dict[str, tuple[int, int]] | None = None) -> Path:
+    """DIR/dovecot.conf (dovecot_conf; POP3 on the two ports unless `ports` names the
+    login services), the passwd-file of USERS and the state directories."""
     directory = Path(directory)
     for name in ("run", "state", "mail"):
         (directory / name).mkdir(exist_ok=True)
@@ -106,10 +124,10 @@ def write_setup(directory: Path, *, pop3_port: int = 0, pop3s_port: int = 0,
                                              for user in USERS))
     os.chmod(directory / "users", 0o644)
     conf = directory / "dovecot.conf"
-    conf.write_text(CONF.format(dir=directory, uid=MAIL_UID, failure_delay=failure_delay,
-                                disable_plaintext_auth=disable_plaintext_auth, lock=lock,
-                                extra=extra, pop3_port=pop3_port, pop3s_port=pop3s_port,
-                                listen=", ".join(listen)))
+    conf.write_text(dovecot_conf(directory, ports or {"pop3": (pop3_port, pop3s_port)},
+                                 ssl=ssl, failure_delay=failure_delay,
+                                 disable_plaintext_auth=disable_plaintext_auth, listen=listen,
+                                 extra=f"pop3_lock_session = {lock}\n{extra}"))
     return conf
 
 
@@ -271,6 +289,8 @@ class RoostPop3Process:
 
 def _serve_as(conf_path: str, uid: int, log_path: str, addresses: list[str]) -> None:
     """The child of RoostPop3Process: listen (all addresses on one port), drop to `uid`, serve."""
+    from roost.config.dovecot_settings import dovecot_settings
+    from roost.login import userip
     from roost.net.pop3 import Pop3Service
 
     directory = Path(conf_path).parent
@@ -304,6 +324,7 @@ def _serve_as(conf_path: str, uid: int, log_path: str, addresses: list[str]) -> 
                              for address in addresses[1:]]
         tls = await asyncio.start_server(client(True), addresses[0], 0, ssl=context)
         _import_everything()  # the interpreter's files may be unreadable after setuid
+        userip.prepare(dovecot_settings(dovecot).base_dir, uid, uid)  # as the master does
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)

@@ -25,44 +25,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port_base, require_tool
-from tests.net.pop3_harness import RealDovecot, RoostImap, traversable_dir
-
-PASSWORD = "pw"
-MAIL_UID = 5000
-CONF = """\
-base_dir = {dir}/run
-state_dir = {dir}/state
-protocols = imap
-listen = 127.0.0.1
-log_path = {dir}/dovecot.log
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-ssl = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-disable_plaintext_auth = no
-login_trusted_networks = 127.0.0.32
-mail_location = maildir:{dir}/mail/%u/Maildir
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={uid} home={dir}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"""
+from tests.net.pop3_harness import (PASSWORD, USERS, RealDovecot, RoostImap, chown_mail,
+                                    maildir, traversable_dir, write_setup)
 
 MASKS = [(re.compile(r"session=<[^>]*>"), "session=<*>"), (re.compile(r"mpid=\d+"), "mpid=*"),
          (re.compile(r"\d+ secs"), "N secs"), (re.compile(r"\)<\d+><[^>]*>"), ")<*><*>"),
@@ -97,19 +61,11 @@ SCRIPTS = {
 
 
 def write_conf(directory: Path, port: int) -> Path:
-    for name in ("run", "state", "mail"):
-        (directory / name).mkdir(exist_ok=True)
-    (directory / "users").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}::::::\n"
-                                             for user in ("alice", "bob", "carol")))
-    os.chmod(directory / "users", 0o644)
-    for user in ("alice", "bob", "carol"):
-        for sub in ("cur", "new", "tmp"):
-            (directory / "mail" / user / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
-    for root, dirs, files in os.walk(directory / "mail"):
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), MAIL_UID, MAIL_UID)
-    conf = directory / "dovecot.conf"
-    conf.write_text(CONF.format(dir=directory, uid=MAIL_UID, port=port))
+    conf = write_setup(directory, ports={"imap": (port, 0)}, ssl="no", certificate=False,
+                       disable_plaintext_auth="no", extra="login_trusted_networks = 127.0.0.32")
+    for user in USERS:
+        maildir(directory, user)
+    chown_mail(directory)
     return conf
 
 
