@@ -6,7 +6,9 @@ IMAP4rev2, after which SEARCH answers ESEARCH, SELECT sends LIST and no RECENT, 
 is not shown: RFC 9051 §6.3.2, §6.4.4, appendix E),
 UIDPLUS (RFC 4315 APPENDUID/COPYUID, UID EXPUNGE), MOVE (RFC 6851), UNSELECT (RFC 3691),
 ESEARCH/SEARCHRES (RFC 4731, RFC 5182), SORT/THREAD (RFC 5256), CONDSTORE (RFC 7162
-MODSEQ, UNCHANGEDSINCE, HIGHESTMODSEQ), QUOTA (RFC 9208 GETQUOTA/GETQUOTAROOT),
+MODSEQ, UNCHANGEDSINCE, HIGHESTMODSEQ), QRESYNC (RFC 7162 §3.2: SELECT/EXAMINE QRESYNC,
+UID FETCH VANISHED, `* VANISHED` instead of EXPUNGE once enabled; roost.imap.qresync),
+BINARY APPEND (RFC 3516 §4.4, roost.message.binaryappend), QUOTA (RFC 9208 GETQUOTA/GETQUOTAROOT),
 SPECIAL-USE and LIST-EXTENDED/LIST-STATUS (roost.imap.mailboxes). Reply texts are Dovecot
 2.3's without its timing suffix.
 
@@ -30,8 +32,10 @@ import io
 from roost.message import fetch as fetching
 from roost.imap import envelopes
 from roost.imap.mailboxes import list_responses, status_items
+from roost.imap.qresync import select_resync, vanished_earlier
 from roost.imap.view import SelectedView, flag_names
 from roost.message import search as searching
+from roost.message.binaryappend import convert_binary_parts
 from roost.message.sort import SortItem, sort_data, sort_items
 from roost.message.thread import ordered_subject, references
 from roost.proto.imap import response
@@ -43,10 +47,10 @@ from roost.proto.imap.states import State
 CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "SORT",
                 "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "MULTIAPPEND",
                 "UNSELECT", "CHILDREN", "NAMESPACE", "UIDPLUS", "LIST-EXTENDED", "I18NLEVEL=1",
-                "CONDSTORE", "ESEARCH", "SEARCHRES", "WITHIN", "LIST-STATUS", "BINARY", "MOVE",
-                "STATUS=SIZE", "LITERAL+", "SPECIAL-USE", "QUOTA", "UTF8=ACCEPT",
+                "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "WITHIN", "LIST-STATUS", "BINARY",
+                "MOVE", "STATUS=SIZE", "LITERAL+", "SPECIAL-USE", "QUOTA", "UTF8=ACCEPT",
                 "COMPRESS=DEFLATE")
-ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT", "IMAP4rev2")
+ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4rev2")
 _ENABLE_NAMES = {name.upper(): name for name in ENABLEABLE}
 
 
@@ -80,18 +84,23 @@ class Session:
         try:
             out = handler(command)
         except StoreError as error:
-            out = [self.store_error(command.tag, error)]
+            out = [self.store_error(command.tag, error, command.name)]
         except Exception as error:  # noqa: BLE001 - a bug answers NO [SERVERBUG], never kills
             self.log.error(f"{command.name} failed: {type(error).__name__}: {error}")
             out = [response.no(command.tag, "Internal error occurred. Refer to server log "
                                             "for more information.", response.code("SERVERBUG"))]
         return out
 
-    def store_error(self, tag: str, error) -> bytes:
+    def store_error(self, tag: str, error, name: str = "") -> bytes:
         from roost.store import (InvalidMailboxName, MailboxExists, MailboxNotFound,
                                  QuotaExceeded)
         if isinstance(error, MailboxNotFound):
-            return response.no(tag, f"Mailbox doesn't exist: {error}", response.code("NONEXISTENT"))
+            text = str(error)  # the stores say "Mailbox doesn't exist: <name>" already
+            if not text.startswith("Mailbox doesn't exist"):
+                text = f"Mailbox doesn't exist: {text}"
+            # Dovecot 2.3 (observed) gives SELECT, EXAMINE and STATUS no response code
+            plain = name in ("SELECT", "EXAMINE", "STATUS")
+            return response.no(tag, text, None if plain else response.code("NONEXISTENT"))
         if isinstance(error, MailboxExists):
             return response.no(tag, "Mailbox already exists", response.code("ALREADYEXISTS"))
         if isinstance(error, QuotaExceeded):
@@ -102,8 +111,20 @@ class Session:
         return response.no(tag, str(error) or "Operation failed", response.code("SERVERBUG"))
 
     def finish(self, tag: str, text: str, allow_expunge: bool = True, uid: bool = False,
-               resp_code: bytes | None = None) -> list[bytes]:
-        return self.sync(allow_expunge, uid) + [response.ok(tag, text, resp_code)]
+               resp_code: bytes | None = None, changed: bool = False) -> list[bytes]:
+        updates = self.sync(allow_expunge, uid)
+        if resp_code is None and (updates or changed):
+            resp_code = self.highestmodseq_code()
+        return updates + [response.ok(tag, text, resp_code)]
+
+    def highestmodseq_code(self) -> bytes | None:
+        """With QRESYNC, a command after which the client saw changes ends with
+        `OK [HIGHESTMODSEQ n]` (Dovecot 2.3, observed): the value a client resyncs from
+        (RFC 7162 §3.2.5), so never while an expunge is still untold (§7.4.1 withheld it)."""
+        view = self.view
+        if view is None or not view.qresync or view.withheld:
+            return None
+        return response.code("HIGHESTMODSEQ", str(view.mailbox.highestmodseq))
 
     def sync(self, allow_expunge: bool = True, uid: bool = False) -> list[bytes]:
         if self.view is None:
@@ -157,8 +178,6 @@ class Session:
         for capability in c.capabilities:
             name = capability.upper()
             name = _ENABLE_NAMES.get(name, name)  # RFC 5161 names are case-insensitive
-            if name == "QRESYNC":
-                continue  # VANISHED handling is not offered (QRESYNC not advertised)
             if name in ENABLEABLE and name not in self.enabled:
                 self.enabled.add(name)
                 newly.append(name)
@@ -166,8 +185,14 @@ class Session:
                     self.connection.utf8 = True
                 if name == "IMAP4rev2" and self.view is not None:
                     self.view.rev2 = True
-                if name == "CONDSTORE" and self.view is not None:
+                if name == "QRESYNC":  # RFC 7162 §3.2.3: implies CONDSTORE (not listed)
+                    self.enabled.add("CONDSTORE")
+                    if self.view is not None:
+                        self.view.qresync = True
+                if name in ("CONDSTORE", "QRESYNC") and self.view is not None:
                     self.view.condstore = True
+        # the parser refuses QRESYNC parameters and VANISHED until enabled (RFC 7162 §3.2.5)
+        self.connection.enabled = frozenset(self.enabled)
         return [response.enabled(newly), response.ok(c.tag, "Enabled.")]
 
     def cmd_namespace(self, c):
@@ -182,15 +207,19 @@ class Session:
     # ---- mailboxes -----------------------------------------------------------------------
 
     def cmd_select(self, c):
+        from roost.store import StoreError
         out = []
         if self.view is not None:
             self.close_view()
             out.append(response.ok(None, "Previous mailbox closed.", response.code("CLOSED")))
             self.connection.state = State.AUTHENTICATED
         readonly = c.name == "EXAMINE"
-        mailbox = self.store.open_mailbox(c.mailbox, readonly=readonly)
+        try:
+            mailbox = self.store.open_mailbox(c.mailbox, readonly=readonly)
+        except StoreError as error:  # RFC 7162 §3.2.11: [CLOSED] even when SELECT fails
+            return out + [self.store_error(c.tag, error, c.name)]
         view = SelectedView(mailbox, readonly, condstore=c.condstore or "CONDSTORE" in self.enabled,
-                            rev2=self.rev2)
+                            qresync="QRESYNC" in self.enabled, rev2=self.rev2)
         if c.condstore:
             self.enabled.add("CONDSTORE")
         view.load()
@@ -217,6 +246,8 @@ class Session:
                                response.code("UIDNEXT", str(mailbox.uidnext))))
         out.append(response.ok(None, "Highest",
                                response.code("HIGHESTMODSEQ", str(mailbox.highestmodseq))))
+        if c.qresync is not None:  # RFC 7162 §3.2.5: VANISHED (EARLIER), then what changed
+            out += select_resync(view, c.qresync)
         mode = "READ-ONLY" if readonly else "READ-WRITE"
         out.append(response.ok(c.tag, f"{'Examine' if readonly else 'Select'} completed.",
                                response.code(mode)))
@@ -300,7 +331,10 @@ class Session:
             for message in c.messages:
                 flags = frozenset(f for f in message.flags if f.startswith("\\"))
                 keywords = frozenset(f for f in message.flags if not f.startswith("\\"))
-                uids.append(mailbox.append(io.BytesIO(message.data), flags=flags,
+                data = message.data
+                if message.binary:  # RFC 3516 §4.4: binary parts kept exact, as base64
+                    data = convert_binary_parts(data)
+                uids.append(mailbox.append(io.BytesIO(data), flags=flags,
                                            keywords=keywords,
                                            internal_date=message.internal_date))
             validity = mailbox.uidvalidity
@@ -352,7 +386,7 @@ class Session:
             deleted = [uid for uid in deleted if uid in wanted]
         if deleted:
             view.mailbox.expunge(deleted)
-        return self.finish(c.tag, "Expunge completed.", uid=c.uid)
+        return self.finish(c.tag, "Expunge completed.", uid=c.uid, changed=bool(deleted))
 
     def pairs(self, c) -> list[tuple[int, int]] | None:
         view = self.view
@@ -371,6 +405,14 @@ class Session:
         out = self.sync(allow_expunge=False, uid=c.uid)
         if c.changedsince is not None or any(item.name == "MODSEQ" for item in c.items):
             out += self.enable_condstore()
+        if c.vanished:  # RFC 7162 §3.2.6: UID FETCH (CHANGEDSINCE m VANISHED)
+            if c.sequence.saved:
+                bounds = [(uid, uid) for uid in sorted(self.saved)]
+            else:
+                bounds = c.sequence.bounds(view.uids[-1] if view.uids else 0)
+            earlier = vanished_earlier(view.mailbox, view.uids, c.changedsince, bounds)
+            if earlier is not None:
+                out.append(earlier)
         set_seen = fetching.sets_seen(c.items) and not view.readonly
         # ENVELOPE/HEADER fetches read the store's cached header block, not the file
         load = self.read_header if fetching.header_only(c.items) \
@@ -400,14 +442,15 @@ class Session:
                         envelopes.put(where + (uid,), known)
                 out.append(fetching.render(
                     seq, info, c.items, lambda uid=uid: load(uid),
-                    uid_command=c.uid, seen_set=changed,
+                    # RFC 7162 §3.2.4: with QRESYNC, a FETCH that set \Seen names the UID
+                    uid_command=c.uid or (changed and view.qresync), seen_set=changed,
                     include_modseq=view.condstore or c.changedsince is not None,
                     recent=uid in view.recent and not view.rev2, known_envelope=known))
             except fetching.FetchFailed as failure:  # RFC 3516 §4.3: unknown encoding
                 if failure.response:
                     out.append(failure.response)
-                return out + [response.no(c.tag, f"Unknown transfer encoding: {failure}",
-                                          response.code("UNKNOWN-CTE"))]
+                return out + [response.no(c.tag, "Unknown Content-Transfer-Encoding.",
+                                          response.code("UNKNOWN-CTE"))]  # Dovecot's text
             except MessageGone:
                 continue  # expunged by another session meanwhile: nothing to show
         return out + [response.ok(c.tag, "Fetch completed.")]
@@ -447,6 +490,9 @@ class Session:
         uids = [uid for _seq, uid in chosen]
         changed, failed = view.mailbox.set_flags(uids, flags, keywords, c.mode,
                                                  unchangedsince=c.unchangedsince)
+        for info in changed:  # reported below, once: the sync must not announce them too
+            if info.uid in view.infos:
+                view.infos[info.uid] = info
         out = enabling + self.sync(allow_expunge=False, uid=c.uid)
         new_keywords = keywords - view.keywords
         if new_keywords:
@@ -461,7 +507,8 @@ class Session:
                 seq = view.seq_of(info.uid)
                 if seq is None:
                     continue
-                items = [("UID", b"%d" % info.uid)] if c.uid else []
+                # RFC 7162 §3.2.4: with QRESYNC every flag update carries the UID
+                items = [("UID", b"%d" % info.uid)] if c.uid or view.qresync else []
                 if not c.silent:
                     items.append(("FLAGS", response.flag_list(view.flags_of(info))))
                 if view.condstore:
@@ -503,7 +550,7 @@ class Session:
                              ",".join(str(b) for _a, b in pairs))
         if move:
             out = [response.ok(None, "Moved UIDs.", code)] + self.sync(True, c.uid)
-            return out + [response.ok(c.tag, "Move completed.")]
+            return out + [response.ok(c.tag, "Move completed.", self.highestmodseq_code())]
         return self.finish(c.tag, "Copy completed.", allow_expunge=False, uid=c.uid,
                            resp_code=code)
 

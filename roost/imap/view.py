@@ -41,6 +41,7 @@ class SelectedView:
     keywords: set = field(default_factory=set)  # keywords announced in FLAGS
     recent: set = field(default_factory=set)  # UIDs \Recent in this session (roost.imap.recent)
     rev2: bool = False  # IMAP4rev2 enabled: no \Recent, no RECENT (RFC 9051 appendix E)
+    withheld: bool = False  # the last updates() kept back expunges (§7.4.1)
 
     def load(self) -> None:
         if self.readonly:
@@ -99,6 +100,7 @@ class SelectedView:
         out: list[bytes] = []
         current = {info.uid: info for info in self.mailbox.messages()}
         gone = [uid for uid in self.uids if uid not in current]
+        self.withheld = bool(gone) and not allow_expunge
         if gone and allow_expunge:
             if self.qresync:
                 out.append(response.vanished(sorted(gone)))
@@ -139,7 +141,7 @@ class SelectedView:
 
     def flags_fetch(self, uid: int, info, with_uid: bool) -> bytes:
         items = []
-        if with_uid:
+        if with_uid or self.qresync:  # RFC 7162 §3.2.4: the client maps by UID
             items.append(("UID", b"%d" % uid))
         items.append(("FLAGS", response.flag_list(self.flags_of(info))))
         if self.condstore:

@@ -121,7 +121,8 @@ def _section_value(message: _Message, item: FetchItem) -> bytes:
     else:
         value = extract(message.data, message.root, section)
     value = value or b""
-    binary_form = decoded or (item.name == "BINARY" and b"\x00" in value)  # before any partial
+    # before any partial; an empty decoded body is a plain {0} (Dovecot 2.3, observed)
+    binary_form = (decoded and value != b"") or (item.name == "BINARY" and b"\x00" in value)
     if item.partial is not None:
         value = partial(value, item.partial[0], item.partial[1])
     return b"~" + literal(value) if binary_form else literal(value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from roost.message.address import Address, parse_address_list
 from roost.message.header import Header
 from roost.message.mime import Part, content_disposition
+from roost.message.mimeparams import transfer_mechanism
 from roost.proto.imap.quote import NIL, for_humans, nstring, string
 
 
@@ -90,8 +91,7 @@ def _language(part: Part) -> bytes:
 
 def _encoding(part: Part) -> bytes:
     value = part.mime_field("Content-Transfer-Encoding")
-    value = value.strip(b" \t") if value is not None else b""
-    return string(value or b"7bit")
+    return string((transfer_mechanism(value) if value is not None else None) or b"7bit")
 
 
 def body_structure(data: bytes, part: Part, extended: bool = True) -> bytes:

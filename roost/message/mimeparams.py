@@ -1,4 +1,5 @@
-"""MIME header values: Content-Type / Content-Disposition with parameters, RFC 2231.
+"""MIME header values: Content-Type / Content-Disposition with parameters, RFC 2231, and the
+Content-Transfer-Encoding mechanism (RFC 2045 §6.1: one token; comments around it ignored).
 
 RFC 2045 §5.1 (type "/" subtype *(";" parameter), token / quoted-string values, comments as
 CFWS per RFC 5322 §3.2.2), RFC 2183 (Content-Disposition), RFC 2231 §3-§4 (parameter value
@@ -57,6 +58,16 @@ def _token(text: bytes, pos: int) -> tuple[bytes, int]:
     while pos < len(text) and text[pos] not in _TSPECIALS:
         pos += 1
     return text[start:pos], pos
+
+
+def transfer_mechanism(value: bytes) -> bytes | None:
+    """Content-Transfer-Encoding (RFC 2045 §6.1 mechanism): one token, as written, with
+    comments and white space around it ignored; None when the value is anything else
+    (Dovecot 2.3, observed: BODYSTRUCTURE then says "7bit" and BINARY answers UNKNOWN-CTE)."""
+    token, pos = _token(value, _skip_cfws(value, 0))
+    if not token or _skip_cfws(value, pos) != len(value):
+        return None
+    return token
 
 
 def _quoted(text: bytes, pos: int) -> tuple[bytes, int]:

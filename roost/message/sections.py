@@ -4,7 +4,9 @@ Section text is RFC 3501 §6.4.5: "" (whole message or a part's body), HEADER, H
 HEADER.FIELDS.NOT, TEXT (of a message or of a message/rfc822 part), MIME (a part's own MIME
 header); partial fetches `<origin.length>` slice the result. BINARY[section] (RFC 3516 §4.2)
 is a part's body with its Content-Transfer-Encoding removed (base64, quoted-printable; 7bit,
-8bit and binary unchanged) and BINARY.SIZE its length.
+8bit and binary unchanged) and BINARY.SIZE its length; the encoding is the header's one token
+(comments ignored) and counts even in a message without MIME-Version (Dovecot 2.3, observed:
+a literal8 APPEND's binary part stored as base64 then comes back exact).
 Behaviour matched with Dovecot 2.3 (observed): HEADER and MIME include the empty separator
 line; HEADER.FIELDS returns the matching fields as written, in message order, followed by an
 empty line; a HEADER/TEXT subsection of a part that is not message/rfc822 is empty; part 1 of a leaf is
@@ -20,6 +22,7 @@ import binascii
 import re
 
 from roost.message.mime import Part, find_part
+from roost.message.mimeparams import transfer_mechanism
 from roost.proto.imap.commands import Section
 
 
@@ -149,7 +152,12 @@ def transfer_encoding(part: Part, honour_mime: bool = True) -> str:
     else:
         field_ = part.header.last("Content-Transfer-Encoding")
         value = field_.value if field_ is not None else None
-    return value.strip(b" \t").decode("latin-1").lower() if value is not None else "7bit"
+    if value is None:
+        return "7bit"
+    mechanism = transfer_mechanism(value)
+    if mechanism is None:  # not one token: an encoding nobody knows (UNKNOWN-CTE)
+        return value.strip(b" \t").decode("latin-1").lower()
+    return mechanism.decode("latin-1").lower()
 
 
 def decode_body(part: Part, body: bytes, honour_mime: bool = True) -> bytes:
@@ -171,7 +179,9 @@ def _needs_decoding(part: Part) -> bool:
     cannot be decoded (RFC 3516 §4.3, the session answers NO [UNKNOWN-CTE])."""
     if part.is_multipart or part.message is not None:
         return False
-    encoding = transfer_encoding(part)
+    # BINARY decodes by the header even without MIME-Version (Dovecot 2.3, observed; BODY-
+    # STRUCTURE ignores it there): a literal8 APPEND stored as base64 comes back exact
+    encoding = transfer_encoding(part, honour_mime=False)
     if encoding in _IDENTITY_ENCODINGS:
         return False
     if encoding in ("base64", "quoted-printable"):
@@ -203,7 +213,7 @@ def _rewrite(data: bytes, part: Part, start: int, end: int, out: list[bytes]) ->
                        data[sub.header_end:sub.body_start])
         else:
             out.append(data[pos:sub.body_start])
-        out.append(decode_body(sub, data[sub.body_start:sub.body_end]))
+        out.append(decode_body(sub, data[sub.body_start:sub.body_end], honour_mime=False))
         pos = sub.body_end
     out.append(data[pos:end])
 
@@ -233,7 +243,7 @@ def binary_decoded(data: bytes, root: Part, path: tuple[int, ...]) -> tuple[byte
     if part is None:
         return None, False
     if path and _needs_decoding(part):
-        return decode_body(part, data[part.body_start:part.body_end]), True
+        return decode_body(part, data[part.body_start:part.body_end], honour_mime=False), True
     start, end = (0, len(data)) if not path else (part.body_start, part.body_end)
     decoded = any(_needs_decoding(sub) and sub.start >= start and sub.body_end <= end
                   for sub in _walk(part))

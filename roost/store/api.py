@@ -1,7 +1,8 @@
 """The mail store contract: what LMTP, POP3, IMAP and local delivery code against.
 
 Implements the storage model IMAP needs (RFC 3501 §2.3: UID, UIDVALIDITY, flags, keywords,
-internal date, RFC822.SIZE; RFC 7162 §3.1: MODSEQ/HIGHESTMODSEQ) over any backend (Maildir,
+internal date, RFC822.SIZE; RFC 7162 §3.1: MODSEQ/HIGHESTMODSEQ;
+§3.2: which UIDs were expunged since a MODSEQ) over any backend (Maildir,
 mbox). Backends subclass UserStore / Mailbox / SessionLock; callers only see these names.
 
 Invariants: `deliver`/`append` return only once the message is durable (file and directory
@@ -149,6 +150,13 @@ class Mailbox(abc.ABC):
     @abc.abstractmethod
     def move(self, uids: Iterable[int], dest: str) -> list[tuple[int, int]]:
         """Copy then expunge here (RFC 6851); (source uid, destination uid) pairs."""
+
+    def vanished_since(self, modseq: int) -> set[int] | None:
+        """UIDs expunged with a MODSEQ above `modseq` (RFC 7162 §3.2.5.2, §3.2.6: VANISHED
+        (EARLIER)), from what the last refresh saw; None when the store does not remember
+        that far back, and the caller reports every absent UID instead (§3.2.5.2 allows
+        UIDs that were expunged earlier or never existed)."""
+        return None
 
     @abc.abstractmethod
     async def wait_changed(self, timeout: float) -> bool:

@@ -20,7 +20,7 @@ from roost.proto.imap.args import ArgError, ArgRefused, Args, parse_date_time, p
 from roost.proto.imap.fetchatt import parse_items, parse_modifiers
 from roost.proto.imap.lexer import Atom, ListArg, Literal, Quoted, tokenize_lenient
 from roost.proto.imap.searchparse import BadCharset, parse_search, parse_sort, parse_thread
-from roost.proto.imap.seqset import SequenceSet
+from roost.proto.imap.seqset import STAR, SequenceSet
 from roost.proto.imap.states import UID_COMMANDS, State, check_allowed
 from roost.proto.imap.utf7 import decode_mailbox
 
@@ -98,11 +98,16 @@ def parse_command(segments: list[bytes], literals: list, state: State, utf8: boo
         raise CommandError(tag, str(error), "NO") from None
     except ArgError as error:
         label = f"UID {name}" if uid else name
+        if isinstance(error, QresyncArgError) and "QRESYNC" not in enabled:
+            error = ArgError("QRESYNC not enabled")  # Dovecot checks that first (observed)
         raise CommandError(tag, f"Error in IMAP command {label}: {error}") from None
     except BadCharset:
         raise CommandError(tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset", "NO") from None
     if isinstance(command, c.Fetch) and command.vanished and "QRESYNC" not in enabled:
         raise CommandError(tag, f"Error in IMAP command UID {name}: QRESYNC not enabled")
+    if isinstance(command, c.Select) and command.qresync and "QRESYNC" not in enabled:
+        # RFC 7162 §3.2.5: "MUST respond with a tagged BAD" before ENABLE QRESYNC
+        raise CommandError(tag, f"Error in IMAP command {name}: QRESYNC not enabled")
     return command
 
 
@@ -134,20 +139,56 @@ def _select(tag, name, uid, args):
             if param == "CONDSTORE":
                 condstore = True
             elif param == "QRESYNC":  # RFC 7162 §3.2.5
-                q = params.list()
-                validity, modseq = q.number(nonzero=True), q.number64()
-                known = SequenceSet.parse(q.atom()) if q.peek_atom() is not None else None
-                match = None
-                if q.more():
-                    m = q.list()
-                    match = (SequenceSet.parse(m.atom()), SequenceSet.parse(m.atom()))
-                    m.end()
-                q.end()
-                qresync = (validity, modseq, known, match)
+                qresync = _qresync_parameters(params)
             else:
                 raise ArgError(f"Unknown SELECT parameter: {param}")
     args.end()
     return c.Select(tag, name, uid, mailbox, name == "EXAMINE", condstore, qresync)
+
+
+class QresyncArgError(ArgError):
+    """Malformed QRESYNC select parameters (refused as "not enabled" before ENABLE)."""
+
+
+def _qresync_parameters(params) -> tuple:
+    """`(uidvalidity mod-sequence-value [known-uids] [(known-seqs known-uids)])` (RFC 7162
+    §3.2.5, §7 select-param: known-uids and the seq-match sets hold no `*`), with Dovecot
+    2.3's reason for each malformed part (observed)."""
+    if not isinstance(params.peek(), ListArg):
+        raise QresyncArgError("QRESYNC parameters missing")
+    q = params.list()
+    try:
+        # Dovecot takes any unsigned 64-bit MODSEQ here (observed), past RFC 7162's 63 bits
+        validity, modseq = q.number(), q.number(limit=2**64 - 1)
+    except ArgError:
+        raise QresyncArgError("Invalid QRESYNC parameters") from None
+    known = match = None
+    if q.peek_atom() is not None:
+        known = _uid_set(q.atom(), "known-uids")
+    if isinstance(q.peek(), ListArg):
+        m = q.list()
+        seqs = _uid_set(m.atom() if m.peek_atom() is not None else "", "known-sequence-set")
+        uids = _uid_set(m.atom() if m.peek_atom() is not None else "", "known-uid-set")
+        if m.more() or _count(seqs) != _count(uids):
+            raise QresyncArgError("Invalid QRESYNC sets")
+        match = (seqs, uids)
+    if q.more():
+        raise QresyncArgError("Invalid QRESYNC parameters")
+    return validity, modseq, known, match
+
+
+def _uid_set(text: str, what: str) -> SequenceSet:
+    try:
+        found = SequenceSet.parse(text)
+    except ValueError:
+        found = None
+    if found is None or found.saved or any(STAR in pair for pair in found.ranges):
+        raise QresyncArgError(f"Invalid QRESYNC {what}")
+    return found
+
+
+def _count(numbers: SequenceSet) -> int:
+    return sum(abs(high - low) + 1 for low, high in numbers.ranges)
 
 
 def _mailbox_only(tag, name, uid, args):
@@ -352,7 +393,7 @@ def _fetch(tag, name, uid, args):
     items = parse_items(args)
     changedsince, vanished = parse_modifiers(args)
     if vanished and not uid:
-        raise ArgError("VANISHED only allowed with UID FETCH")
+        raise ArgError("Unknown FETCH modifier")  # Dovecot's text for VANISHED without UID
     return c.Fetch(tag, name, uid, sequence, items, changedsince, vanished)
 
 

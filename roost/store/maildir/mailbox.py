@@ -422,6 +422,16 @@ class MaildirMailbox(Mailbox):
         self.expunge([source for source, _dest in pairs])
         return pairs
 
+    def vanished_since(self, modseq: int) -> set[int] | None:
+        """From roost.index's expunge history (`X` records: other programs' deletions get
+        theirs at the sync that noticed them)."""
+        if self.folder.paths.index_path is None:
+            return None  # INDEX=MEMORY: no X records are written, so none can be read back
+        found = self.folder._index  # the index the last sync left, under any lock or none
+        if found is None or found.uidvalidity != self.uidvalidity:
+            return None
+        return found.expunged_since(modseq)
+
     # --- change feed -----------------------------------------------------------------------
 
     def _watch_paths(self) -> list[str]:

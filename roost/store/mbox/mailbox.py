@@ -10,7 +10,12 @@ cut out and CRLF line endings (RFC 3501 §2.3.4: RFC822.SIZE counts CRLF). Flag 
 expunges rewrite the file (roost.store.mbox.writer.rewrite) under the write locks.
 
 MODSEQs are kept in memory only (mbox has nowhere to store them; Dovecot keeps them in its
-index): every message starts at 1 and a flag change seen or made bumps HIGHESTMODSEQ.
+index): the messages found at the open start at a base above any MODSEQ an earlier open gave
+out (microseconds since the epoch, as a rebuilt Maildir index does), so a CONDSTORE/QRESYNC
+client coming back with an old MODSEQ sees every message as changed; later a flag change,
+a new message or an expunge bumps HIGHESTMODSEQ. Expunges are remembered for QRESYNC
+(RFC 7162 §3.2.5.2) while the mailbox stays open; MODSEQs from before the open are answered
+with "not known" (vanished_since -> None).
 
 Invariants: the snapshot changes only in refresh, set_flags, expunge and append; UIDs in the
 snapshot ascend; open_message never returns another message's bytes (the From_ offset and
@@ -24,6 +29,7 @@ import asyncio
 import mmap
 import os
 import tempfile
+import time
 from typing import TYPE_CHECKING, BinaryIO, Iterable
 
 from roost.store.api import (SYSTEM_FLAGS, Change, Mailbox, MailboxNotFound, MessageGone,
@@ -56,14 +62,19 @@ class MboxMailbox(Mailbox):
         self.readonly = readonly
         self.uidvalidity = 0
         self.uidnext = 1
-        self.highestmodseq = 1
+        self._base = time.time_ns() // 1000  # above the MODSEQs of any earlier open
+        self.highestmodseq = self._base
+        self._loaded = False
         self._infos: dict[int, MessageInfo] = {}
         self._entries: dict[int, Entry] = {}
         self._identity: tuple | None = None
         self._closed = False
+        self._expunged: dict[int, int] = {}  # uid -> MODSEQ of its expunge (this open only)
         if not os.path.isfile(path):
             raise MailboxNotFound(f"Mailbox doesn't exist: {name}")
         self.refresh()
+        self._loaded = True
+        self._forgotten = self.highestmodseq  # nothing is known from before the open
 
     # --- snapshot ------------------------------------------------------------------------
     def messages(self) -> list[MessageInfo]:
@@ -124,7 +135,7 @@ class MboxMailbox(Mailbox):
         keywords = frozenset(entry.keywords)
         modseq = old.modseq if old and (old.flags, old.keywords) == (flags, keywords) else None
         if modseq is None:
-            modseq = 1 if old is None else self.highestmodseq + 1
+            modseq = self._base if old is None and not self._loaded else self.highestmodseq + 1
             self.highestmodseq = max(self.highestmodseq, modseq)
         return MessageInfo(uid, flags, keywords, size, entry.internal_date, modseq,
                            f"{uidvalidity:08x}{uid:08x}")
@@ -134,6 +145,10 @@ class MboxMailbox(Mailbox):
         for uid in sorted(self._infos):
             if uid not in infos:
                 changes.append(Change("expunge", uid, None))
+        if changes:  # RFC 7162 §3.1: an expunge takes a MODSEQ of its own
+            self.highestmodseq += 1
+            for change in changes:
+                self._expunged[change.uid] = self.highestmodseq
         for uid in sorted(infos):
             old = self._infos.get(uid)
             if old is None:
@@ -145,6 +160,11 @@ class MboxMailbox(Mailbox):
         if infos:
             self.uidnext = max(self.uidnext, max(infos) + 1)
         return changes
+
+    def vanished_since(self, modseq: int) -> set[int] | None:
+        if modseq < getattr(self, "_forgotten", self.highestmodseq):
+            return None
+        return {uid for uid, when in self._expunged.items() if when > modseq}
 
     # --- reading -------------------------------------------------------------------------
     def open_message(self, uid: int) -> BinaryIO:

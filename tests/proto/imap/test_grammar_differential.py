@@ -39,7 +39,8 @@ LINES: list[tuple[bytes, bool]] = [
     (b"FETCH 1 BINARY[1]", False), (b"FETCH 1 BINARY.PEEK[1]<0.5>", False),
     (b"FETCH 1 BINARY[HEADER]", False), (b"FETCH 1 BINARY.SIZE[1]", False),
     (b"FETCH 1 (FLAGS) (CHANGEDSINCE 1)", False), (b"FETCH 1 (FLAGS) (FOO)", False),
-    (b"UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)", False), (b"FETCH 0 FLAGS", False),
+    (b"UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)", True), (b"FETCH 0 FLAGS", False),
+    (b"FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)", True),
     (b"FETCH 1,2:* (RFC822.SIZE INTERNALDATE ENVELOPE)", False), (b"FETCH 2:1 FLAGS", False), (b"FETCH * MODSEQ", False),
     (b"FETCH 1 (BODY[HEADER.FIELDS (X\xff)])", False),
     (b"SEARCH", False), (b"SEARCH FOO", True), (b"SEARCH ALL", False), (b"SEARCH 1:*", False),
@@ -81,6 +82,9 @@ LINES: list[tuple[bytes, bool]] = [
     (b"ENABLE CONDSTORE", False), (b"ENABLE", False), (b"ID NIL", False), (b'ID ("name" "x")', False),
     (b"ID (name)", False), (b"ID", False), (b"NAMESPACE", False), (b"NAMESPACE x", False),
     (b"LOGIN a b", True), (b"AUTHENTICATE PLAIN", True), (b"STARTTLS", True),
+    # last: Dovecot closes the selected mailbox on these (RFC 7162 §3.2.5: BAD before ENABLE)
+    (b"SELECT INBOX (QRESYNC (1 1))", True), (b"EXAMINE INBOX (QRESYNC (1 1 1:*))", True),
+    (b"SELECT INBOX (QRESYNC)", True),
 ]
 
 LINES = [(line.replace(b"%d", b"%d" % len(MESSAGE)), same) for line, same in LINES]
