@@ -10,14 +10,15 @@ Mail users live in virtual mailbox domains: Postfix's virtual(8) delivers to
 Two layouts (described by `roost init --help` and in the generated files):
 - default: loopback only, every service on port-base (2000) + its standard port, state under
   DIR (DIR/spool, DIR/data, DIR/mail, DIR/run), everything owned by the invoking user;
-- --system: standard ports on all interfaces, mail_owner `postfix` (else `mail`), mailboxes
-  owned by `vmail` (else `mail`), state in /var/spool/roost, /var/lib/roost, /var/vmail and
+- --system: standard ports on all interfaces, mail_owner `postfix` (else `mail`), the virtual
+  mailboxes owned by mail_owner too (roost's workers run as mail_owner), state in
+  /var/spool/roost, /var/lib/roost, /var/vmail and
   /run/roost; --state-dir S puts the state under S instead, as in the default layout.
 
 Invariants: nothing is written until every option is validated; an existing configuration
 is never overwritten without --force; every file is replaced by rename with its final mode
 already set (key and README-demo.txt 0600; users 0600, or with --system 0640 in the group
-of Dovecot's default_internal_user, which reads it); an existing directory keeps its mode;
+of Dovecot's default_internal_user, here mail_owner, which reads it); an existing directory keeps its mode;
 an existing certificate is kept when it names the host and matches its key; values inserted into the templates are checked to hold no syntax characters.
 Security: passwords are stored only as salted SHA512-CRYPT hashes, except in the 0600
 README-demo.txt of a non-system instance (the demo prints them); generated passwords come
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                "            2465 smtps, 2143 imap, 2993 imaps, 2110 pop3, 2995 pop3s, 2024 lmtp);\n"
                "            state in DIR/spool, DIR/data, DIR/mail, DIR/run; owned by you\n"
                "  --system  standard ports on all interfaces; mail_owner postfix (else mail),\n"
-               "            mailboxes owned by vmail (else mail); state in /var/spool/roost,\n"
+               "            mailboxes owned by mail_owner too; state in /var/spool/roost,\n"
                "            /var/lib/roost, /var/vmail, /run/roost (or under --state-dir)")
     parser.add_argument("directory", metavar="DIR", nargs="?",
                         help="configuration directory to create (default: -c DIR, $MAIL_CONFIG)")
@@ -257,8 +258,10 @@ def accounts(system: bool) -> tuple[Account, Account, Account, str]:
     if owner_name is None:
         raise UsageError("--system needs a 'postfix' or 'mail' user to run as (mail_owner)")
     owner = account(owner_name)
-    vmail = account(first_existing_user("vmail", "mail") or owner_name)
-    internal = account(first_existing_user("dovecot") or owner.name)
+    # roost's workers (virtual(8), LMTP, IMAP, POP3) all run as mail_owner once the master
+    # gave up root, so the virtual mailboxes must be that account's to be written and read
+    vmail = owner
+    internal = owner  # roost's auth runs as mail_owner too: it must read the users file
     login = first_existing_user("dovenull") or owner.name
     return owner, vmail, internal, login
 

@@ -40,10 +40,13 @@ from roost.master import bind as binding
 from roost.master.logsetup import dovecot_pem_source, open_logs
 from roost.master.pidfile import AlreadyRunning, PidFile, pid_file_path
 from roost.master.plan import ServiceSpec, describe_listener, plan_services
+from roost.master.preload import preload
 from roost.master.privileges import PrivilegeError, drop_privileges, resolve_owner
 from roost.master.services import ResolvedHandler, classify_non_listeners, resolve_handler
 from roost.master.worker import READY_RECORD, WorkerPlan, run_worker, set_process_name
 from roost.net.server import BoundSocket
+from roost.qmgr.pickup import prepare_maildrop
+from roost.queue.layout import ALL_QUEUES, QueueLayout
 from roost.net.tls import TLSSetupError, dovecot_context, postfix_context
 
 STOP_GRACE = 10.0  # seconds open connections get on stop
@@ -191,6 +194,9 @@ class Master:
             return False
         contexts = self._tls_contexts(specs, config)
         self._prepare_userip(config)
+        if os.geteuid() == 0:
+            self._prepare_queue(config)
+            preload()  # mail_owner may not be able to read the interpreter's files
         try:
             dropped = drop_privileges(config.main.get("mail_owner"))
         except PrivilegeError as exc:
@@ -223,6 +229,20 @@ class Master:
                            owner.pw_gid if owner else os.getgid())
         except (OSError, PrivilegeError) as exc:
             self._report("warning", f"mail_max_userip_connections: {exc}")
+
+    def _prepare_queue(self, config) -> None:
+        """As Postfix's start-up `postfix check` (create-missing, set-permissions): every queue
+        directory exists and belongs to mail_owner before root is given up, or the workers
+        could not write a single queue file. maildrop is mode 1733 for sendmail."""
+        try:
+            owner = resolve_owner(config.main.get("mail_owner"))
+            layout = QueueLayout.from_settings(config.main)
+            layout.ensure()
+            for queue in ALL_QUEUES:
+                os.chown(layout.queue_dir(queue), owner.pw_uid, owner.pw_gid)
+            prepare_maildrop(layout)
+        except (OSError, PrivilegeError) as exc:
+            self._report("warning", f"queue_directory: {exc}")
 
     def _bind_all(self, specs: list[ServiceSpec]) -> None:
         for spec in specs:

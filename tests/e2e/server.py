@@ -45,10 +45,13 @@ def ensure_system_user(name: str) -> None:
 
 
 class Server:
-    def __init__(self, users: tuple[str, ...] = ("alice@example.test:Secret-pw1",)):
+    def __init__(self, users: tuple[str, ...] = ("alice@example.test:Secret-pw1",),
+                 system: bool = False):
         self.base_dir = tempfile.mkdtemp(prefix="roost-e2e-", dir="/tmp")
         os.chmod(self.base_dir, 0o755)
         self.dir = os.path.join(self.base_dir, "roost")
+        self.system = system  # `roost init --system` with its state under base_dir/state
+        self.state = os.path.join(self.base_dir, "state") if system else self.dir
         self.base = free_port_base()
         self.smtp = self.base + 25
         self.users = users
@@ -56,6 +59,8 @@ class Server:
 
     def init(self) -> None:
         args = ["init", self.dir, "--port-base", str(self.base)]
+        if self.system:
+            args += ["--system", "--state-dir", self.state]
         for user in self.users:
             args += ["--user", user]
         done = run_roost(*args)
@@ -101,7 +106,7 @@ class Server:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def maillog(self) -> str:
-        path = os.path.join(self.dir, "data", "maillog")
+        path = os.path.join(self.state, "data", "maillog")
         return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
 
     def smtp_client(self, source: str = "127.0.0.1", tls: bool = False) -> smtplib.SMTP:

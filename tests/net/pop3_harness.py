@@ -335,24 +335,9 @@ def _serve_as(conf_path: str, uid: int, log_path: str, addresses: list[str]) -> 
 
 
 def _import_everything() -> None:
-    import importlib
-    import pkgutil
+    from roost.master.preload import preload
 
-    import roost
-
-    for module in pkgutil.walk_packages(roost.__path__, "roost."):
-        if module.name.startswith(("roost.cli", "roost.master", "roost.__main__")):
-            continue
-        try:
-            importlib.import_module(module.name)
-        except Exception:  # noqa: BLE001 - optional backends may need missing packages
-            pass
-    for name in ("concurrent.futures.thread", "hmac", "crypt", "encodings.idna",
-                 "email.parser", "mmap"):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001
-            pass
+    preload()
 
 
 class RealDovecot:
