@@ -9,7 +9,10 @@ reference's own dovecot.conf template, with its paths and port moved.
 Runs: the compliance scripts (run_compliance.sh) against each, then stress runs with state
 checking (run_stress.sh, default command mix) at each client count, alternating servers;
 prints a Markdown section and, with --write, replaces the "## IMAP (imaptest)" section of
-bench/RESULTS.md. Not part of the test suite.
+bench/RESULTS.md. Each stress run also reports the server's CPU per command (user+system of
+all its processes from /proc, finished children included: the machine is shared, so CPU per
+command is steadier than rates). --skip-compliance and --only are for iterating. Not part of
+the test suite.
 
     sudo .venv/bin/python bench/imaptest_compare.py --secs 30 --clients 10,50 --write
 """
@@ -116,15 +119,60 @@ def compliance(port: int, label: str) -> tuple[str, dict[str, str]]:
     return totals, per_file
 
 
+def server_pids(label: str) -> list[int]:
+    """Every process of one server: roost's master and workers (their command line names
+    WORK), or the reference Dovecot's (its binaries run from /usr/lib/dovecot or sbin)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if label == "roost" and "roost" in cmdline and WORK in cmdline:
+            pids.append(int(entry))
+        elif label == "dovecot" and ("dovecot" in cmdline or "imap" in cmdline.split(" ")[0]):
+            try:
+                exe = os.readlink(f"/proc/{entry}/exe")
+            except OSError:
+                continue
+            if "dovecot" in exe or exe.startswith("/usr/lib/dovecot"):
+                pids.append(int(entry))
+    return pids
+
+
+def cpu_seconds(label: str) -> float:
+    """user+system CPU of the server's processes, their finished children included."""
+    total = 0
+    for pid in server_pids(label):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stress(port: int, label: str, clients: int, secs: int, users: int) -> tuple[dict, int]:
     outdir = os.path.join(WORK, f"stress-{label}-{clients}")
     env = dict(os.environ, OUTDIR=outdir, CLIENTS=str(clients), USERS=str(users))
+    server = "roost" if port == ROOST_PORT else "dovecot"
+    cpu_before = cpu_seconds(server)
     run(["bash", os.path.join(SHARED, "run_stress.sh"), "127.0.0.1", str(port), "testuser%d",
          "secret", str(secs)], env=env, timeout=secs + 200)
+    cpu = cpu_seconds(server) - cpu_before
     summary = open(os.path.join(outdir, "summary.md")).read()
     rates = {m.group(1): float(m.group(2))
              for m in re.finditer(r"^\| (\w+) \| \d+ \| ([\d.]+) \|", summary, re.M)}
     errors = int(re.search(r"Error/Panic/Fatal lines: (\d+)", summary).group(1))
+    commands = sum(rates.values()) * secs
+    rates["cpu ms/cmd"] = 1000 * cpu / commands if commands else 0.0
+    print(f"{label} {clients} clients: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()
+                                                     if k in COMMANDS)
+          + f"; CPU {cpu:.1f} s = {rates['cpu ms/cmd']:.2f} ms/command; errors {errors}",
+          file=sys.stderr)
     return rates, errors
 
 
@@ -146,8 +194,9 @@ def markdown(args, results, comp) -> str:
                   f"{sum(1 for s in comp['roost'][1].values() if s == 'SKIP')} SKIP "
                   "(capability not advertised).", ""]
     lines += ["### Stress (commands per second, roost / Dovecot)", "",
-              "| clients | " + " | ".join(COMMANDS) + " | errors (roost/Dovecot) |",
-              "|---|" + "---|" * len(COMMANDS) + "---|"]
+              "| clients | " + " | ".join(COMMANDS) + " | errors (roost/Dovecot) | server CPU "
+              "ms/command (roost/Dovecot) |",
+              "|---|" + "---|" * len(COMMANDS) + "---|---|"]
     for clients in args.client_counts:
         ours, our_errors = results[("roost", clients)]
         theirs, their_errors = results[("dovecot", clients)]
@@ -156,7 +205,9 @@ def markdown(args, results, comp) -> str:
             a, b = ours.get(name, 0.0), theirs.get(name, 0.0)
             ratio = f"{a / b:.2f}x" if b else "-"
             cells.append(f"{a:.0f} / {b:.0f} ({ratio})")
-        lines.append(f"| {clients} | " + " | ".join(cells) + f" | {our_errors} / {their_errors} |")
+        cpu = f"{ours.get('cpu ms/cmd', 0.0):.2f} / {theirs.get('cpu ms/cmd', 0.0):.2f}"
+        lines.append(f"| {clients} | " + " | ".join(cells)
+                     + f" | {our_errors} / {their_errors} | {cpu} |")
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +226,10 @@ def main() -> int:
     parser.add_argument("--clients", default="10,50")
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--skip-compliance", action="store_true",
+                        help="stress runs only (while iterating)")
+    parser.add_argument("--only", choices=("roost", "dovecot"),
+                        help="stress one server only (while iterating)")
     args = parser.parse_args()
     args.client_counts = [int(n) for n in args.clients.split(",")]
     if not os.path.exists("/opt/imaptest/bin/imaptest"):
@@ -185,13 +240,18 @@ def main() -> int:
     try:
         start_roost(args.users)
         try:
-            comp = {"roost": compliance(ROOST_PORT, "roost"),
-                    "Dovecot 2.3": compliance(DOVECOT_PORT, "dovecot")}
+            skipped = ("not run", {})
+            comp = {"roost": skipped, "Dovecot 2.3": skipped} if args.skip_compliance else {
+                "roost": compliance(ROOST_PORT, "roost"),
+                "Dovecot 2.3": compliance(DOVECOT_PORT, "dovecot")}
             results = {}
             for clients in args.client_counts:
-                results[("roost", clients)] = stress(ROOST_PORT, "roost", clients, args.secs, args.users)
-                results[("dovecot", clients)] = stress(DOVECOT_PORT, "dovecot", clients, args.secs,
-                                                       args.users)
+                for label, port in (("roost", ROOST_PORT), ("dovecot", DOVECOT_PORT)):
+                    if args.only in (None, label):
+                        results[(label, clients)] = stress(port, label, clients, args.secs,
+                                                           args.users)
+                    else:
+                        results[(label, clients)] = ({}, 0)
         finally:
             stop_roost()
     finally:

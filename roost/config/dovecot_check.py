@@ -73,6 +73,9 @@ ACTED_ON: dict[str, frozenset[str]] = {
                          "pop3_uidl_format", "pop3_lock_session", "pop3_logout_format",
                          # IMAP (roost.net.imap)
                          "imap_max_line_length", "imap_literal_minus", "imap_logout_format",
+                         "imap_idle_notify_interval",
+                         # both logins (roost.login.userip)
+                         "mail_max_userip_connections",
                          # LMTP (roost.net.lmtp, roost.lmtp) and the mbox store
                          "hostname", "recipient_delimiter", "lmtp_save_to_detail_mailbox",
                          "lmtp_add_received_header", "lmtp_rcpt_check_quota",

@@ -52,6 +52,7 @@ CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LOGIN-REFERRALS", "ID", "E
                 "COMPRESS=DEFLATE")
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4rev2")
 _ENABLE_NAMES = {name.upper(): name for name in ENABLEABLE}
+NOTHING_SAVED: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 bytes a session
 
 
 def capabilities(literal_minus: bool = False) -> list[str]:
@@ -71,7 +72,7 @@ class Session:
         self.log = log
         self.view: SelectedView | None = None
         self.enabled: set[str] = set()
-        self.saved: frozenset[int] = frozenset()
+        self.saved: frozenset[int] = NOTHING_SAVED
         self.logout = False
 
     # ---- dispatch ------------------------------------------------------------------------
@@ -446,11 +447,11 @@ class Session:
                     uid_command=c.uid or (changed and view.qresync), seen_set=changed,
                     include_modseq=view.condstore or c.changedsince is not None,
                     recent=uid in view.recent and not view.rev2, known_envelope=known))
-            except fetching.FetchFailed as failure:  # RFC 3516 §4.3: unknown encoding
+            except fetching.FetchFailed as failure:  # RFC 3516 §4.3 UNKNOWN-CTE, or PARSE
                 if failure.response:
                     out.append(failure.response)
-                return out + [response.no(c.tag, "Unknown Content-Transfer-Encoding.",
-                                          response.code("UNKNOWN-CTE"))]  # Dovecot's text
+                return out + [response.no(c.tag, failure.text,  # Dovecot's texts
+                                          response.code(failure.code))]
             except MessageGone:
                 continue  # expunged by another session meanwhile: nothing to show
         return out + [response.ok(c.tag, "Fetch completed.")]

@@ -25,6 +25,8 @@ from roost.proto.imap.seqset import STAR
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
+_EMPTY: frozenset = frozenset()
+
 
 def flag_names(info) -> list[str]:
     return [f for f in SYSTEM_FLAGS if f in info.flags] + sorted(info.keywords)
@@ -54,6 +56,10 @@ class SelectedView:
         self.uids = [info.uid for info in messages]
         self.infos = {info.uid: info for info in messages}
         self.keywords = {k for info in messages for k in info.keywords}
+        # empty ones shared (an empty set is 216 bytes, kept by every idle session); they
+        # are only ever rebound (|=), never changed in place
+        self.recent = self.recent or _EMPTY
+        self.keywords = self.keywords or _EMPTY
 
     def flags_of(self, info) -> list[str]:
         names = flag_names(info)

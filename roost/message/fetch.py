@@ -8,14 +8,14 @@ Dovecot 2.3's (observed): UID first for UID FETCH; then the cheap items (INTERNA
 RFC822.SIZE, FLAGS, UID, MODSEQ) in request order, then an implicit MODSEQ (CHANGEDSINCE /
 CONDSTORE) and an implicit FLAGS (after \\Seen was set), then the rest in request order.
 Section data is always a literal ({0} for a missing part), BINARY data a literal8 `~{n}`
-when a transfer encoding was removed or it holds NUL, BINARY.SIZE of a missing part 0.
+when roost.message.binary says so, BINARY.SIZE of a missing part 0.
 
 `header_only(items)` tells whether the message's header block is all rendering needs (ENVELOPE,
 BODY[HEADER...], RFC822.HEADER and the cheap items), so the session can hand over the store's
 cached header instead of reading the file. `sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
 BINARY[...], RFC822, RFC822.TEXT without .PEEK). Raises FetchFailed for BINARY of an unknown
-transfer encoding: the session sends its partial response and `NO [UNKNOWN-CTE]` (RFC 3516
-§4.3), ending the command as Dovecot does.
+transfer encoding or of invalid encoded data: the session sends its partial response and
+`NO [UNKNOWN-CTE]` (RFC 3516 §4.3) or `NO [PARSE]`, ending the command as Dovecot does.
 Invariants: the message is loaded at most once and only when an item needs it.
 Security: every value goes out through the quoting helpers or as a counted literal.
 """
@@ -25,9 +25,11 @@ from __future__ import annotations
 from typing import Callable
 
 from roost.message.analysis import Analysis, analyse
-from roost.message.imapfmt import envelope
+from roost.message.binary import InvalidData, binary_decoded, binary_size
+from roost.message.header import Header, field_pattern, find_header_end, selected_fields
+from roost.message.imapfmt import ENVELOPE_FIELDS, envelope
 from roost.message.mime import Part, find_part, parse_message
-from roost.message.sections import UnknownEncoding, binary_decoded, binary_size, extract, partial
+from roost.message.sections import UnknownEncoding, extract, partial
 from roost.proto.imap.commands import FetchItem, Section
 from roost.proto.imap.quote import literal
 from roost.proto.imap.response import fetch, internal_date, message_flags
@@ -37,12 +39,17 @@ _STREAM_ITEMS = {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BINARY", "BI
 
 
 class FetchFailed(Exception):
-    """An item could not be produced (BINARY of an unknown transfer encoding). Dovecot still
-    sends the items before it (observed): `response` is that partial `* n FETCH`, or None."""
+    """An item could not be produced: BINARY of an unknown transfer encoding (`code`
+    UNKNOWN-CTE, RFC 3516 §4.3) or of data its decoder rejects (`code` PARSE). Dovecot still
+    sends the items before it, or `UID n` when there were none (observed): `response` is that
+    `* n FETCH`; `text` is Dovecot's NO text."""
 
-    def __init__(self, response: bytes | None, encoding: str):
+    def __init__(self, response: bytes | None, encoding: str, code: str = "UNKNOWN-CTE",
+                 text: str = "Unknown Content-Transfer-Encoding."):
         super().__init__(encoding)
         self.response = response
+        self.code = code
+        self.text = text
 
 
 def sets_seen(items: tuple[FetchItem, ...]) -> bool:
@@ -63,9 +70,14 @@ def header_only(items: tuple[FetchItem, ...]) -> bool:
                for i in items)
 
 
+_ENVELOPE_FIELDS = field_pattern(ENVELOPE_FIELDS)
+
+
 def envelope_of(data: bytes) -> bytes:
-    """The ENVELOPE of a message (or of its header block alone)."""
-    return envelope(parse_message(data).header)
+    """The ENVELOPE of a message (or of its header block alone): the root header's fields as
+    parse_message reads them, only those ENVELOPE uses, without the MIME walk."""
+    header_end, _ = find_header_end(data, 0, len(data))
+    return envelope(Header(selected_fields(data, 0, header_end, _ENVELOPE_FIELDS)))
 
 
 def needs_message(items: tuple[FetchItem, ...]) -> bool:
@@ -115,17 +127,15 @@ def _section_value(message: _Message, item: FetchItem) -> bytes:
         if section.text is not None:
             return b"%d" % len(extract(message.data, message.root, section) or b"")
         return b"%d" % binary_size(message.data, message.root, section.part)
-    decoded = False
+    literal8 = False
     if item.name == "BINARY" and section.text is None:
-        value, decoded = binary_decoded(message.data, message.root, section.part)
+        value, literal8 = binary_decoded(message.data, message.root, section.part)
     else:
         value = extract(message.data, message.root, section)
     value = value or b""
-    # before any partial; an empty decoded body is a plain {0} (Dovecot 2.3, observed)
-    binary_form = (decoded and value != b"") or (item.name == "BINARY" and b"\x00" in value)
     if item.partial is not None:
         value = partial(value, item.partial[0], item.partial[1])
-    return b"~" + literal(value) if binary_form else literal(value)
+    return b"~" + literal(value) if literal8 else literal(value)
 
 
 def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], bytes], *,
@@ -184,7 +194,11 @@ def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], byte
             try:
                 add(item.label, item.name, item)
             except UnknownEncoding as error:
-                raise FetchFailed(fetch(seq, out) if out else None, str(error)) from None
+                raise FetchFailed(fetch(seq, out or [("UID", b"%d" % info.uid)]),
+                                  str(error)) from None
+            except InvalidData:
+                raise FetchFailed(fetch(seq, out or [("UID", b"%d" % info.uid)]), "",
+                                  "PARSE", "Invalid data in MIME part.") from None
     return fetch(seq, out)
 
 

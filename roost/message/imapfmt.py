@@ -7,58 +7,89 @@ subtype, parameters, disposition, language, location (multipart). String forms a
 Dovecot 2.3 makes are reproduced (observed): the last of duplicated single-valued envelope
 headers wins while address headers accumulate, Sender and Reply-To default to From, subjects
 and display names use the "for humans" form, a missing encoding is "7bit".
-Invariants: pure functions of (data, Part); never raise. Security: output strings are quoted
+Formatted address lists are remembered by their header values (bounded), since a mailbox
+repeats the same To/Cc/From values.
+Invariants: pure functions of (data, Part) (the memory only saves work); never raise. Security: output strings are quoted
 or literals (roost.proto.imap.quote), never raw client bytes in atom position.
 """
 
 from __future__ import annotations
 
+import re
+
 from roost.message.address import Address, parse_address_list
-from roost.message.header import Header
+from roost.message.header import Header, HeaderField
 from roost.message.mime import Part, content_disposition
 from roost.message.mimeparams import transfer_mechanism
 from roost.proto.imap.quote import NIL, for_humans, nstring, string
 
 
-def _header_value(header: Header, name: str) -> bytes | None:
-    field = header.last(name)
-    return None if field is None else field.value
+_NOT_PLAIN = re.compile(rb'[\x00\r\n"\\\x80-\xff]')
 
 
-def _raw_value(header: Header, name: str) -> bytes | None:
-    """The value with its folding kept: ENVELOPE's human forms see the CRLFs (Dovecot)."""
-    field = header.last(name)
-    return None if field is None else field.raw.lstrip(b" \t")
-
-
-def _addresses(header: Header, name: str) -> list[Address]:
-    out: list[Address] = []
-    for field in header.all(name):
-        out.extend(parse_address_list(field.value))
-    return out
+def _nstring(value: bytes | None) -> bytes:
+    """quote.nstring, with the common case (nothing to escape, no literal) inline."""
+    if value is None:
+        return NIL
+    if _NOT_PLAIN.search(value) is None:
+        return b'"' + value + b'"'
+    return string(value)
 
 
 def _address_list(addresses: list[Address]) -> bytes:
     if not addresses:
         return NIL
-    items = [b"(" + b" ".join((for_humans(a.name), nstring(a.route), nstring(a.mailbox),
-                                nstring(a.host))) + b")" for a in addresses]
+    items = [b"(" + b" ".join((for_humans(a.name), _nstring(a.route), _nstring(a.mailbox),
+                                _nstring(a.host))) + b")" for a in addresses]
     return b"(" + b"".join(items) + b")"
+
+
+# Formatted address lists by their header values: a mailbox repeats the same To, Cc and
+# From values a lot. Bounded: short values only, and emptied when full.
+_FORMATTED: dict[object, bytes] = {}
+_FORMATTED_ENTRIES = 1024
+_FORMATTED_VALUE_BYTES = 512
+
+
+def _address_field(fields: list[HeaderField] | None) -> bytes:
+    """The ENVELOPE address list of these fields (one header name), remembered for short
+    values; NIL exactly when they list no address."""
+    if not fields:
+        return NIL
+    key: object = fields[0].raw if len(fields) == 1 else tuple(f.raw for f in fields)
+    formatted = _FORMATTED.get(key)
+    if formatted is None:
+        addresses: list[Address] = []
+        for field in fields:
+            addresses.extend(parse_address_list(field.value))
+        formatted = _address_list(addresses)
+        if sum(len(f.raw) for f in fields) <= _FORMATTED_VALUE_BYTES:
+            if len(_FORMATTED) >= _FORMATTED_ENTRIES:
+                _FORMATTED.clear()
+            _FORMATTED[key] = formatted
+    return formatted
+
+
+ENVELOPE_FIELDS = ("Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+                   "In-Reply-To", "Message-ID")  # every field envelope() looks at
 
 
 def envelope(header: Header) -> bytes:
     """RFC 3501 §7.4.2 ENVELOPE of a message header."""
-    sender_from = _addresses(header, "From")
-    sender = _addresses(header, "Sender") or sender_from  # RFC 3501 §7.4.2 defaults
-    reply_to = _addresses(header, "Reply-To") or sender_from
+    get = header.by_name().get
+    date, subject = get("date"), get("subject")
+    in_reply_to, message_id = get("in-reply-to"), get("message-id")
+    sender_from = _address_field(get("from"))
+    sender = _address_field(get("sender"))
+    reply_to = _address_field(get("reply-to"))
     items = [
-        nstring(_header_value(header, "Date")),
-        for_humans(_raw_value(header, "Subject")),
-        _address_list(sender_from), _address_list(sender), _address_list(reply_to),
-        _address_list(_addresses(header, "To")), _address_list(_addresses(header, "Cc")),
-        _address_list(_addresses(header, "Bcc")),
-        nstring(_header_value(header, "In-Reply-To")),
-        nstring(_header_value(header, "Message-ID")),
+        _nstring(date[-1].value if date else None),
+        for_humans(subject[-1].raw.lstrip(b" \t") if subject else None),  # folding kept (Dovecot)
+        sender_from, sender if sender != NIL else sender_from,  # RFC 3501 §7.4.2 defaults
+        reply_to if reply_to != NIL else sender_from,
+        _address_field(get("to")), _address_field(get("cc")), _address_field(get("bcc")),
+        _nstring(in_reply_to[-1].value if in_reply_to else None),
+        _nstring(message_id[-1].value if message_id else None),
     ]
     return b"(" + b" ".join(items) + b")"
 

@@ -43,6 +43,7 @@ class Part:
     message: "Part | None" = None   # message/rfc822: the encapsulated message's root part
     boundary_cut: bool = False      # a boundary line ended the header (no empty line, no body)
     mime: bool = True               # Content-* headers apply (see mime_field)
+    stand_in: bool = False          # the empty child listed for a multipart that has none
 
     def mime_field(self, name: str) -> bytes | None:
         """The last `name` (a Content-* header) value, or None when absent or when this is a
@@ -187,7 +188,7 @@ class _Walker:
         digest = part.subtype.lower() == "digest"
         if not boundary:
             stop = self.boundary(part.body_start, self.end, stack)
-            part.children.append(_empty_child(self.content_end(stop.line, part.body_start)))
+            part.children.append(_stand_in(self.content_end(stop.line, part.body_start)))
             return stop, part.body_start
         level = len(stack)
         inner = [*stack, boundary.encode("latin-1")]
@@ -196,7 +197,7 @@ class _Walker:
             child, stop = self.entity(self.line_after(stop.line), inner, digest, depth + 1)
             part.children.append(child)
         if not part.children:
-            part.children.append(_empty_child(self.content_end(stop.line, part.body_start)))
+            part.children.append(_stand_in(self.content_end(stop.line, part.body_start)))
         floor = part.body_start
         if stop.level == level:  # closed: the epilogue runs to the next outer delimiter
             floor = self.line_after(stop.line)
@@ -206,6 +207,14 @@ class _Walker:
 
 def _empty_child(at: int) -> Part:
     return Part(at, at, at, at, Header([]), "text", "plain", [("charset", "us-ascii")], False)
+
+
+def _stand_in(at: int) -> Part:
+    """The empty text/plain child BODYSTRUCTURE shows for a multipart without parts
+    (Dovecot, observed); BINARY treats that multipart as the leaf it really is."""
+    part = _empty_child(at)
+    part.stand_in = True
+    return part
 
 
 def _content_type(header: Header, digest: bool) -> tuple[str, str, list[tuple[str, str]], bool]:

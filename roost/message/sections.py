@@ -1,19 +1,17 @@
-"""FETCH body sections and BINARY decoding (RFC 3501 §6.4.5, RFC 9051 §6.4.5, RFC 3516).
+"""FETCH body sections and transfer decoding (RFC 3501 §6.4.5, RFC 9051 §6.4.5, RFC 2045 §6).
 
 Section text is RFC 3501 §6.4.5: "" (whole message or a part's body), HEADER, HEADER.FIELDS,
 HEADER.FIELDS.NOT, TEXT (of a message or of a message/rfc822 part), MIME (a part's own MIME
-header); partial fetches `<origin.length>` slice the result. BINARY[section] (RFC 3516 §4.2)
-is a part's body with its Content-Transfer-Encoding removed (base64, quoted-printable; 7bit,
-8bit and binary unchanged) and BINARY.SIZE its length; the encoding is the header's one token
-(comments ignored) and counts even in a message without MIME-Version (Dovecot 2.3, observed:
-a literal8 APPEND's binary part stored as base64 then comes back exact).
+header); partial fetches `<origin.length>` slice the result. decode_body removes a part's
+Content-Transfer-Encoding leniently (base64, quoted-printable; 7bit, 8bit and binary
+unchanged) for SEARCH; BINARY and BINARY.SIZE (RFC 3516) live in roost.message.binary.
 Behaviour matched with Dovecot 2.3 (observed): HEADER and MIME include the empty separator
 line; HEADER.FIELDS returns the matching fields as written, in message order, followed by an
 empty line; a HEADER/TEXT subsection of a part that is not message/rfc822 is empty; part 1 of a leaf is
 the leaf itself (BODY[1.1] of a text part).
 
 Invariants: slicing only — no copy of the message beyond the bytes returned; never raises
-except UnknownEncoding for BINARY. Security: decoding is linear in the part size.
+except UnknownEncoding from decode_body. Security: decoding is linear in the part size.
 """
 
 from __future__ import annotations
@@ -169,84 +167,3 @@ def decode_body(part: Part, body: bytes, honour_mime: bool = True) -> bytes:
     if encoding == "quoted-printable":
         return decode_qp(body)
     raise UnknownEncoding(encoding)
-
-
-_IDENTITY_ENCODINGS = ("7bit", "8bit", "binary", "")
-
-
-def _needs_decoding(part: Part) -> bool:
-    """A leaf whose body BINARY must decode; raises UnknownEncoding for an encoding that
-    cannot be decoded (RFC 3516 §4.3, the session answers NO [UNKNOWN-CTE])."""
-    if part.is_multipart or part.message is not None:
-        return False
-    # BINARY decodes by the header even without MIME-Version (Dovecot 2.3, observed; BODY-
-    # STRUCTURE ignores it there): a literal8 APPEND stored as base64 comes back exact
-    encoding = transfer_encoding(part, honour_mime=False)
-    if encoding in _IDENTITY_ENCODINGS:
-        return False
-    if encoding in ("base64", "quoted-printable"):
-        return True
-    raise UnknownEncoding(encoding)
-
-
-def binary_size(data: bytes, root: Part, path: tuple[int, ...]) -> int:
-    """BINARY.SIZE[path]. Like Dovecot (observed) it needs the whole message convertible: an
-    unknown transfer encoding anywhere raises UnknownEncoding; a missing part is 0."""
-    for sub in _walk(root):
-        _needs_decoding(sub)
-    value = binary(data, root, path)
-    return len(value) if value is not None else 0
-
-
-def _rewrite(data: bytes, part: Part, start: int, end: int, out: list[bytes]) -> None:
-    """Copy data[start:end] (which covers `part` from its header on, or its body) with every
-    base64/quoted-printable leaf decoded and relabelled `Content-Transfer-Encoding: binary`."""
-    pos = start
-    for sub in _walk(part):
-        if not _needs_decoding(sub) or sub.start < start or sub.body_end > end:
-            continue
-        if sub.start >= pos:
-            out.append(data[pos:sub.start])
-            header = header_fields(data, sub.start, sub.header_end, sub.header_end,
-                                   ("content-transfer-encoding",), True, terminator=False)
-            out.append(header + b"Content-Transfer-Encoding: binary\r\n" +
-                       data[sub.header_end:sub.body_start])
-        else:
-            out.append(data[pos:sub.body_start])
-        out.append(decode_body(sub, data[sub.body_start:sub.body_end], honour_mime=False))
-        pos = sub.body_end
-    out.append(data[pos:end])
-
-
-def _walk(part: Part):
-    yield part
-    if part.message is not None:
-        yield from _walk(part.message)
-    for child in part.children:
-        yield from _walk(child)
-
-
-def binary(data: bytes, root: Part, path: tuple[int, ...]) -> bytes | None:
-    """BINARY[path] (RFC 3516 §4.2): the part's body with its transfer encoding removed.
-
-    For the whole message, a multipart or a message/rfc822 part (Dovecot 2.3, observed) every
-    encoded leaf inside is decoded in place and its header says `Content-Transfer-Encoding:
-    binary`; the part's own body is decoded when it is a base64/quoted-printable leaf.
-    """
-    return binary_decoded(data, root, path)[0]
-
-
-def binary_decoded(data: bytes, root: Part, path: tuple[int, ...]) -> tuple[bytes | None, bool]:
-    """(BINARY[path], whether any transfer decoding happened): Dovecot sends the result as a
-    literal8 exactly when something was decoded (observed)."""
-    part = find_part(root, list(path)) if path else root
-    if part is None:
-        return None, False
-    if path and _needs_decoding(part):
-        return decode_body(part, data[part.body_start:part.body_end], honour_mime=False), True
-    start, end = (0, len(data)) if not path else (part.body_start, part.body_end)
-    decoded = any(_needs_decoding(sub) and sub.start >= start and sub.body_end <= end
-                  for sub in _walk(part))
-    out: list[bytes] = []
-    _rewrite(data, part, start, end, out)
-    return b"".join(out), decoded

@@ -4,8 +4,12 @@ A thin asyncio loop around roost.proto.imap.connection.ImapConnection (RFC 3501/
 literals, limits): greeting with the pre-login CAPABILITY, then the NOT AUTHENTICATED state
 here (CAPABILITY, NOOP, ID, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE with SASL-IR through
 roost.net.login, which applies disable_plaintext_auth, auth_failure_delay and the per-IP
-penalty), then roost.imap.session.Session runs every command against the mail store in a
-thread; IDLE (RFC 2177) waits on the store's change feed and sends updates as they happen;
+penalty), then roost.imap.session.Session runs every command against the mail store, in a
+thread when it may wait on the disk or a lock and on the loop otherwise (INLINE_COMMANDS),
+with the store's header-cache appends batched per command; IDLE (RFC 2177) waits in the
+connection's own read, which the store's change feed interrupts (no task or timer per
+idling client), and sends updates as they happen; every read's deadline (pre-login,
+autologout, IDLE's "Still here") is kept by one timer per worker (_Deadlines);
 COMPRESS=DEFLATE (RFC 4978) switches both directions to raw deflate (zlib, wbits -15) right
 after its tagged OK, with a sync flush at the end of each batch of responses. A command's
 responses go out as one buffer. Dovecot's 20-BADs-in-a-row rule counts the session's BADs
@@ -28,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import time
 import zlib
 from typing import Any
 
-from roost.login import logline
+from roost.login import logline, userip
+from roost.message.fetch import sets_seen
 from roost.net.login import ExchangeAborted, LoginService
 from roost.net.server import Connection, ServiceContext
 from roost.proto import sasl
@@ -46,14 +52,73 @@ from roost.proto.imap.states import State
 READ_SIZE = 65536
 LOGIN_TIMEOUT = 180.0  # Dovecot: pre-login processes disconnect after 3 minutes
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
-IDLE_NOTIFY = 120.0  # Dovecot imap_idle_notify_interval
 SASL_LINE_MAX = 65536
+# Commands run on the event loop instead of in a thread, when a mailbox of at most
+# INLINE_MAX_MESSAGES messages is selected (or none is needed): CPU work plus a few stat
+# calls, no fsync and (but for a rare resync) no mailbox lock, so a trip to a thread and back
+# (~50 us of CPU and 5 context switches, measured) costs more than the command. Everything
+# else may wait on the disk or on another process's dotlock (APPEND, EXPUNGE, STORE, COPY,
+# a FETCH that sets \Seen, SELECT of a mailbox of unknown size...): in a thread, so only
+# its own session waits.
+INLINE_COMMANDS = frozenset({"CAPABILITY", "NOOP", "CHECK", "ID", "ENABLE", "NAMESPACE",
+                             "LIST", "LSUB", "FETCH", "UNSELECT", "LOGOUT", "GETQUOTA",
+                             "GETQUOTAROOT"})
+INLINE_MAX_MESSAGES = 1000
 PRELOGIN_CAPABILITIES = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE",
                          "LITERAL+")
 
 
 class Closed(Exception):
     pass
+
+
+class Refused(Exception):
+    """Authenticated, then refused (mail_max_userip_connections): the reason for the log."""
+
+
+class _Deadlines:
+    """Read deadlines of every waiting client of one event loop, checked by one timer every
+    TICK seconds, instead of an asyncio.timeout (a Timeout and a TimerHandle) per waiting
+    connection: with 10,000 idle clients that was 10,000 of each. A client past its
+    deadline gets `interrupt("deadline")`; the deadlines are Dovecot's (minutes), so a
+    second's lateness does not matter."""
+
+    TICK = 1.0
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.waiting: dict = {}  # client -> deadline (loop time)
+        self.handle = None
+
+    def add(self, client, deadline: float) -> None:
+        self.waiting[client] = deadline
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.TICK, self.tick)
+
+    def remove(self, client) -> None:
+        self.waiting.pop(client, None)
+
+    def tick(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        due = [client for client, deadline in self.waiting.items() if deadline <= now]
+        for client in due:
+            del self.waiting[client]
+            client.interrupt("deadline")
+        if self.waiting:
+            self.handle = self.loop.call_later(self.TICK, self.tick)
+
+
+_deadlines: dict = {}  # event loop -> its _Deadlines
+
+
+def _deadlines_of(loop) -> _Deadlines:
+    found = _deadlines.get(loop)
+    if found is None:
+        for old in [other for other in _deadlines if other.is_closed()]:
+            del _deadlines[old]
+        found = _deadlines[loop] = _Deadlines(loop)
+    return found
 
 
 class ImapService:
@@ -73,14 +138,18 @@ class ImapService:
         self.limits = Limits(max_line_length=line_max, max_literal=line_max,
                              literal_minus=view.bool("imap_literal_minus"))
         self.logout_format = view.str("imap_logout_format")
+        # Dovecot's imap_idle_notify_interval: `* OK Still here` while IDLE (0: never)
+        self.idle_notify = float(view.time("imap_idle_notify_interval")) or AUTOLOGOUT
 
     def session_logger(self, prefix: str):
         if self.log_setup is not None:
             return self.log_setup.dovecot(prefix)
         return _PrefixedLog(self.log, prefix)
 
-    async def serve(self, conn: Connection) -> None:
-        await _Client(self, conn).run()
+    def serve(self, conn: Connection):
+        """The connection handler: the client's coroutine itself (no wrapping frame kept
+        per connection)."""
+        return _Client(self, conn).run()
 
 
 class _PrefixedLog:
@@ -92,6 +161,10 @@ class _PrefixedLog:
 
 
 class _Client:
+    __slots__ = ("service", "conn", "machine", "policy", "state", "session", "bytes_in",
+                 "bytes_out", "deflate", "inflate", "deflate_pending", "login_tag",
+                 "task", "interrupted", "userip_slot")
+
     def __init__(self, service: ImapService, conn: Connection):
         self.service = service
         self.conn = conn
@@ -104,6 +177,10 @@ class _Client:
         self.bytes_in = self.bytes_out = 0
         self.deflate = self.inflate = None  # COMPRESS=DEFLATE (RFC 4978) once active
         self.deflate_pending = False  # compressed output not yet flushed
+        self.login_tag = ""
+        self.task = None  # the connection's task, while it waits in read() (interrupt())
+        self.interrupted = None  # why read() was interrupted: "deadline" or "changed"
+        self.userip_slot = userip.UNLIMITED
 
     # ---- I/O -----------------------------------------------------------------------------
 
@@ -126,12 +203,48 @@ class _Client:
 
     async def read_more(self, timeout: float) -> None:
         await self.flush()
+        data = await self.read(asyncio.get_running_loop().time() + timeout)
+        if data is None:
+            raise Closed("inactivity")
+        self.received(data)
+
+    async def read(self, deadline: float, subscribe=None) -> bytes | None:
+        """The client's next bytes, or None when `deadline` (loop time) passed first or,
+        with `subscribe(callback)` (a change feed: returns something to .cancel()), when it
+        called back first. The wait holds no timer or task of its own (_Deadlines)."""
+        loop = asyncio.get_running_loop()
+        deadlines = _deadlines_of(loop)
+        self.task = asyncio.current_task()
+        self.interrupted = None
+        subscription = None
+        deadlines.add(self, deadline)
         try:
-            # asyncio.timeout, not wait_for: no task per pending read (memory per idle client)
-            async with asyncio.timeout(timeout):
-                data = await self.conn.reader.read(READ_SIZE)
-        except TimeoutError:
-            raise Closed("inactivity") from None
+            if subscribe is not None:
+                subscription = subscribe(self.wake)
+            return await self.conn.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            # ours (interrupt), unless someone else cancelled the task too (shutdown)
+            if self.interrupted is None or self.task.uncancel() > 0:
+                raise
+            return None
+        finally:
+            self.task = None
+            deadlines.remove(self)
+            if subscription is not None:
+                subscription.cancel()
+
+    def interrupt(self, reason: str) -> None:
+        """End a read() in progress (a deadline passed, the mailbox changed)."""
+        if self.task is not None and self.interrupted is None:
+            self.interrupted = reason
+            self.task.cancel()
+
+    def wake(self) -> None:
+        """The change feed's callback during an IDLE read."""
+        self.interrupt("changed")
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the client, into the protocol machine (through the inflater)."""
         if not data:
             raise Closed("Connection closed")
         self.bytes_in += len(data)
@@ -174,6 +287,9 @@ class _Client:
         self.send(response.ok(None, greeting, response.code("CAPABILITY", *self.capabilities())))
         try:
             record = await self.prelogin()
+        except Refused as why:
+            self.service.log.info(logline.refused_line(self.state, str(why)))
+            return
         except Closed as why:
             reason = "Disconnected for inactivity" if str(why) == "inactivity" else str(why)
             self.service.log.info(logline.disconnect_line(self.state, reason, time.monotonic()))
@@ -183,7 +299,14 @@ class _Client:
                                                           time.monotonic()))
             return
         if record is not None:
-            await self.mail_session(record)
+            # the session coroutine drops the record once the store is open; this frame
+            # must not keep it for the whole session
+            session = self.mail_session(record)
+            record = None
+            try:
+                await session
+            finally:
+                self.userip_slot.release()
 
     async def prelogin(self):
         while True:
@@ -284,6 +407,7 @@ class _Client:
                 return None
         if result.ok:
             self.state.user = result.user
+            self.userip_slot = self._userip_slot(command.tag, result.user)
             self.machine.state = State.AUTHENTICATED
             self.login_tag = command.tag
             return result.record
@@ -294,6 +418,20 @@ class _Client:
             self.send(response.no(command.tag, "Authentication failed.",
                                   response.code("AUTHENTICATIONFAILED")))
         return None
+
+    def _userip_slot(self, tag: str, user: str) -> userip.Slot:
+        """Dovecot's mail_max_userip_connections: over the limit, `NO [LIMIT]` and the end."""
+        view = self.service.login.settings(self.conn.local_host, self.conn.peer_host)
+        try:
+            slot = userip.session_slot(view, "imap", user, self.conn.peer_host)
+        except OSError as error:
+            self.service.log.error(f"mail_max_userip_connections: {error}")
+            return userip.UNLIMITED
+        if slot is None:
+            reason = userip.limit_reason(view.mail_max_userip_connections)
+            self.send(response.no(tag, reason, response.code("LIMIT")))
+            raise Refused(reason)
+        return slot
 
     async def exchange(self, challenge: bytes):
         self.send(response.continuation(base64.b64encode(challenge)))
@@ -327,6 +465,7 @@ class _Client:
                                   response.code("UNAVAILABLE")))
             await self.flush()
             return
+        record = None  # the store has what it needs from the userdb record
         session = Session(store, self.state.user, self.machine, log)
         self.send(response.ok(self.login_tag, "Logged in",
                               response.code("CAPABILITY",
@@ -339,7 +478,8 @@ class _Client:
         except (ConnectionError, TimeoutError):
             reason = "Connection closed"
         finally:
-            await asyncio.to_thread(session.close_view)
+            if session.view is not None:  # (LOGOUT closed it already)
+                await asyncio.to_thread(session.close_view)
             log.info(logline.imap_logout_line(reason, {
                 "input": self.bytes_in, "output": self.bytes_out, "session": self.state.session,
                 **getattr(session, "logout_counters", {})}, self.service.logout_format))
@@ -356,7 +496,8 @@ class _Client:
                 continue
             command = event.command
             if command.name == "IDLE":
-                await self.idle(session, command.tag)
+                tag, event, command = command.tag, None, None  # not kept while idling
+                await self.idle(session, tag)
                 continue
             if command.name == "COMPRESS":
                 await self.compress(command)
@@ -366,12 +507,9 @@ class _Client:
                 self.send(response.bad(command.tag, "TLS is already active." if self.conn.tls
                                        else "Unknown command."))
                 continue
-            replies = await asyncio.to_thread(session.execute, command)
-            self.send(b"".join(replies))  # one write: a 100k-line FETCH is one buffer, not 100k
-            tagged = replies[-1] if replies else b""
+            bad = await self.execute(session, command)
             # Dovecot's rule: 20 BAD answers in a row end the connection
-            limit = self.machine.command_finished(
-                bad=tagged.startswith(command.tag.encode() + b" BAD "))
+            limit = self.machine.command_finished(bad=bad)
             if limit is not None:
                 self.send(limit.reply)
                 await self.flush()
@@ -379,6 +517,18 @@ class _Client:
             if session.logout:
                 await self.flush()
                 return "Logged out"
+
+    async def execute(self, session, command) -> bool:
+        """Run one command against the store (in a thread when it may wait on the disk:
+        INLINE_COMMANDS) and send its responses as one write (a 100k-line FETCH is one
+        buffer, not 100k); True when it was answered BAD. The responses are not kept: an
+        IDLE that follows holds nothing of them."""
+        if _inline(session, command):
+            replies = _execute(session, command)
+        else:
+            replies = await asyncio.to_thread(_execute, session, command)
+        self.send(b"".join(replies))
+        return bool(replies) and replies[-1].startswith(command.tag.encode() + b" BAD ")
 
     async def compress(self, command) -> None:
         """RFC 4978 COMPRESS DEFLATE: raw deflate (RFC 1951, no zlib header) both ways,
@@ -405,41 +555,103 @@ class _Client:
             self.machine.receive_data(self.inflate.decompress(pending))
 
     async def idle(self, session, tag: str) -> None:
-        """RFC 2177: `+ idling`, updates as they happen, until the client's DONE."""
+        """RFC 2177: `+ idling`, updates as they happen, until the client's DONE. The wait
+        is this connection's own read(), which the mailbox's change feed (Mailbox.watch, a
+        callback) interrupts: no task, future or timer of its own per idling client, which
+        is what 10,000 of them cost in memory."""
         self.send(response.continuation("idling"))
         self.machine.expect_line()
-        waiting_line = asyncio.ensure_future(self.next_event(AUTOLOGOUT))
-        last_notice = time.monotonic()
+        loop = asyncio.get_running_loop()
+        last_notice = last_data = loop.time()
         try:
             while True:
-                replies = await asyncio.to_thread(session.idle_updates)
-                for reply in replies:
+                for reply in await _store_call(session, session.idle_updates):
                     self.send(reply)
-                await self.flush()
-                view = session.view
-                if view is not None:
-                    watcher = asyncio.ensure_future(view.mailbox.wait_changed(IDLE_NOTIFY))
-                else:
-                    watcher = asyncio.ensure_future(asyncio.sleep(IDLE_NOTIFY))
-                done, _ = await asyncio.wait({waiting_line, watcher},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if waiting_line in done:
-                    watcher.cancel()
-                    break
-                if time.monotonic() - last_notice >= IDLE_NOTIFY:
-                    self.send(response.ok(None, "Still here"))
-                    last_notice = time.monotonic()
-            event = waiting_line.result()
+                event = self.machine.next_event()
+                while event is NEED_DATA:
+                    await self.flush()
+                    now = loop.time()
+                    if now - last_data >= AUTOLOGOUT:
+                        raise Closed("inactivity")
+                    if now - last_notice >= self.service.idle_notify:
+                        self.send(response.ok(None, "Still here"))
+                        last_notice = now
+                        continue
+                    deadline = min(last_notice + self.service.idle_notify, last_data + AUTOLOGOUT)
+                    mailbox = session.view.mailbox if session.view is not None else None
+                    subscribe = None
+                    if mailbox is not None:
+                        subscribe = getattr(mailbox, "watch", None) \
+                            or functools.partial(_WaitChangedWatch, mailbox)
+                    mailbox = None
+                    data = await self.read(deadline, subscribe)
+                    subscribe = None
+                    if data is None:
+                        break  # the mailbox changed (send the updates) or a deadline passed
+                    last_data = loop.time()
+                    self.received(data)
+                    event = self.machine.next_event()
+                if event is NEED_DATA:
+                    continue
+                if isinstance(event, ContinuationRequest):
+                    self.send(event.data)
+                    continue
+                break
         finally:
-            if not waiting_line.done():
-                waiting_line.cancel()
+            self.task = None
         self.machine.resume()
         if isinstance(event, LineReceived) and event.line.strip().upper() == b"DONE":
-            for reply in await asyncio.to_thread(session.idle_updates):
+            for reply in await _store_call(session, session.idle_updates):
                 self.send(reply)
             self.send(response.ok(tag, "Idle completed."))
         else:
             self.send(response.bad(tag, "Expected DONE."))
+
+
+class _WaitChangedWatch:
+    """For a mailbox without watch() (roost.store.api offers wait_changed): one task."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, mailbox, callback):
+        self.task = asyncio.ensure_future(mailbox.wait_changed(AUTOLOGOUT))
+        self.task.add_done_callback(
+            lambda task: None if task.cancelled() or task.exception() is not None
+            or not task.result() else callback())
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
+def _inline(session, command) -> bool:
+    """Whether `command` runs on the loop (INLINE_COMMANDS)."""
+    if command.name not in INLINE_COMMANDS:
+        return False
+    view = session.view
+    if view is None:
+        return True
+    if view.count > INLINE_MAX_MESSAGES:
+        return False
+    # a FETCH of a body without PEEK sets \Seen: a flag change, under the mailbox lock
+    return command.name != "FETCH" or view.readonly or not sets_seen(command.items)
+
+
+async def _store_call(session, function):
+    """`function()` (a refresh of the selected mailbox) on the loop for a small mailbox,
+    else in a thread (see INLINE_COMMANDS)."""
+    view = session.view
+    if view is None or view.count <= INLINE_MAX_MESSAGES:
+        return function()
+    return await asyncio.to_thread(function)
+
+
+def _execute(session, command) -> list[bytes]:
+    """Session.execute with the store's cache writes batched over the command."""
+    batch = getattr(session.store, "deferred_cache_writes", None)
+    if batch is None:
+        return session.execute(command)
+    with batch():
+        return session.execute(command)
 
 
 def _b64(data: bytes) -> bytes | None:

@@ -15,7 +15,7 @@ Dovecot 2.3's login processes and auth service do:
   must not queue ahead of the store work the mail sessions send to asyncio's default
   executor; bench/login_bench.py measures it), a failure is answered `auth_failure_delay`
   after the credentials arrived whatever the reason (unknown user and wrong password look alike), then the userdb
-  lookup gives the UserRecord the mail session needs.
+  lookup (in the same trip to the pool) gives the UserRecord the mail session needs.
 
 Invariants: a login result is final (ok with a UserRecord, or a failure kind); exceptions of
 the databases become `temporary` failures, never escape; all waits are asyncio sleeps.
@@ -114,6 +114,7 @@ class LoginService:
         self.clock = clock
         self.penalty = penalty or PenaltyTable(clock)
         self._views: dict[tuple[str, str], Any] = {}
+        self._policies: dict[tuple[str, str, bool], LoginPolicy] = {}
 
     @classmethod
     def from_config(cls, dovecot_config: Any, log: Any, *, protocol: str,
@@ -142,6 +143,17 @@ class LoginService:
         return view
 
     def policy(self, local_ip: str, remote_ip: str, tls: bool) -> LoginPolicy:
+        """The connection's LoginPolicy; one shared (frozen) object per address pair, not
+        one per connection (an idle IMAP connection keeps its policy)."""
+        key = (local_ip or "", remote_ip or "", bool(tls))
+        found = self._policies.get(key)
+        if found is None:
+            if len(self._policies) >= SETTINGS_CACHE_MAX:
+                self._policies.clear()
+            found = self._policies[key] = self._policy(local_ip, remote_ip, tls)
+        return found
+
+    def _policy(self, local_ip: str, remote_ip: str, tls: bool) -> LoginPolicy:
         view = self.settings(local_ip, remote_ip)
         trusted = bool(remote_ip) and in_networks(remote_ip, view.login_trusted_networks)
         secured = tls or trusted or (bool(remote_ip) and remote_ip == local_ip)
@@ -196,10 +208,11 @@ class LoginService:
             await self._fail(ip, started, checksum)
             return LoginResult(False, user, reason="master user login not supported")
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                hashing_pool(), functools.partial(self.lookup.authenticate, user, password,
-                                                  service, remote_ip, local_ip, secured,
-                                                  mechanism=mechanism))
+            # one hand-off to the pool for both the passdb check and (when it succeeds) the
+            # userdb lookup: each trip to a thread and back costs the loop a wake-up
+            result, record, lookup_error = await asyncio.get_running_loop().run_in_executor(
+                hashing_pool(), functools.partial(self._check, user, password, service,
+                                                  remote_ip, local_ip, secured, mechanism))
         except Exception as error:  # noqa: BLE001 - a database bug is a temporary failure
             self.log.error(f"{mechanism.lower()}({user},{remote_ip}): lookup failed: "
                            f"{type(error).__name__}")
@@ -213,16 +226,27 @@ class LoginService:
             return LoginResult(False, result.user, reason=result.reason)
         if ip is not None:
             self.penalty.record_success(ip)
-        try:
-            record = await asyncio.to_thread(self.lookup.lookup_user, result.user, service,
-                                             result.userdb_fields)
-        except Exception as error:  # noqa: BLE001
-            self.log.error(f"userdb lookup of {result.user} failed: {type(error).__name__}")
-            record = None
+        if lookup_error is not None:
+            self.log.error(f"userdb lookup of {result.user} failed: "
+                           f"{type(lookup_error).__name__}")
         if record is None:
             self.log.error(f"user {result.user}: authenticated but the userdb lookup failed")
             return LoginResult(False, result.user, temporary=True, reason="userdb lookup failed")
         return LoginResult(True, result.user, record)
+
+    def _check(self, user: str, password: str, service: str, remote_ip: str, local_ip: str,
+               secured: bool, mechanism: str):
+        """In the pool: (passdb result, userdb record or None, the userdb's exception or
+        None); the record is looked up only for a successful check."""
+        result = self.lookup.authenticate(user, password, service, remote_ip, local_ip,
+                                          secured, mechanism=mechanism)
+        if not result.ok:
+            return result, None, None
+        try:
+            return result, self.lookup.lookup_user(result.user, service,
+                                                   result.userdb_fields), None
+        except Exception as error:  # noqa: BLE001 - reported by the caller, on the loop
+            return result, None, error
 
     async def sasl_login(self, mechanism: str, initial_response: bytes | None,
                          exchange: Exchange, *, service: str, remote_ip: str, local_ip: str,

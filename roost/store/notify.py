@@ -9,6 +9,11 @@ it started waiting is never lost. Where inotify is missing or exhausted, a poll 
 directories' mtimes every POLL_INTERVAL seconds. Either way a change made by any process
 wakes the waiter within a second.
 
+Two ways to wait: `await watcher.wait(timeout)`, or `watcher.subscribe(callback)`, a one-shot
+callback run on the event loop at the next change, with no task, future or timer of its own
+(the shape an IDLE session needs when thousands of them wait: roost.net.imap). A drain wakes
+only the subscriptions whose directories had events.
+
 Invariants: wait() never raises for OS errors (it falls back to polling); spurious wake-ups
 are allowed (the caller refreshes); watches are never removed (bounded by the directories
 opened), the shared descriptor lives as long as the process.
@@ -59,6 +64,7 @@ class _Inotify:
         self.fd = -1
         self.counters: dict[int, int] = {}
         self.waiters: dict = {}  # event loop -> futures of the waits in progress
+        self.subscribed: dict = {}  # event loop -> {watch descriptor: {Subscription}}
         self.lock = threading.Lock()
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -80,8 +86,10 @@ class _Inotify:
         return wd
 
     def drain(self) -> bool:
-        """Count every queued event; wake every waiting loop when there were some."""
+        """Count every queued event; wake every waiting loop when there were some, and the
+        subscriptions of the directories that had events."""
         got = False
+        touched: set[int] = set()
         with self.lock:
             while True:
                 try:
@@ -94,23 +102,43 @@ class _Inotify:
                 while offset + EVENT_HEADER.size <= len(data):
                     wd, _mask, _cookie, length = EVENT_HEADER.unpack_from(data, offset)
                     self.counters[wd] = self.counters.get(wd, 0) + 1
+                    touched.add(wd)
                     offset += EVENT_HEADER.size + length
                 got = True
             waiting = [(loop, list(futures)) for loop, futures in self.waiters.items()] \
                 if got else []
+            due = []
+            for loop, by_wd in self.subscribed.items():
+                found = set()
+                for wd in touched:
+                    present = by_wd.get(wd)
+                    if isinstance(present, set):
+                        found |= present
+                    elif present is not None:
+                        found.add(present)
+                if found:
+                    due.append((loop, found))
         for loop, futures in waiting:
             for future in futures:
                 try:
                     loop.call_soon_threadsafe(_resolve, future)
                 except RuntimeError:  # that loop is closed
                     pass
+        for loop, subscriptions in due:
+            for subscription in subscriptions:
+                try:
+                    loop.call_soon_threadsafe(subscription.fire)
+                except RuntimeError:
+                    pass
         return got
+
+    def _interested(self, loop) -> bool:
+        return bool(self.waiters.get(loop)) or bool(self.subscribed.get(loop))
 
     def register(self, loop, future) -> None:
         with self.lock:
-            futures = self.waiters.setdefault(loop, set())
-            first = not futures
-            futures.add(future)
+            first = not self._interested(loop)
+            self.waiters.setdefault(loop, set()).add(future)
         if first:
             loop.add_reader(self.fd, self.drain)
 
@@ -118,11 +146,99 @@ class _Inotify:
         with self.lock:
             futures = self.waiters.get(loop, set())
             futures.discard(future)
-            last = not futures
-            if last:
+            if not futures:
                 self.waiters.pop(loop, None)
+            last = not self._interested(loop)
         if last and not loop.is_closed():
             loop.remove_reader(self.fd)
+
+    def subscribe(self, loop, subscription: "Subscription") -> None:
+        with self.lock:
+            first = not self._interested(loop)
+            by_wd = self.subscribed.setdefault(loop, {})
+            for wd in subscription.watcher.wds:
+                # one subscriber of a directory is kept as itself, more as a set: a set
+                # per idling session's directories would be 2 x 216 bytes each
+                present = by_wd.get(wd)
+                if present is None:
+                    by_wd[wd] = subscription
+                elif isinstance(present, set):
+                    present.add(subscription)
+                elif present is not subscription:
+                    by_wd[wd] = {present, subscription}
+        if first:
+            loop.add_reader(self.fd, self.drain)
+
+    def unsubscribe(self, loop, subscription: "Subscription") -> None:
+        with self.lock:
+            by_wd = self.subscribed.get(loop, {})
+            for wd in subscription.watcher.wds:
+                present = by_wd.get(wd)
+                if present is subscription:
+                    del by_wd[wd]
+                elif isinstance(present, set):
+                    present.discard(subscription)
+                    if len(present) == 1:
+                        by_wd[wd] = present.pop()
+            if not by_wd:
+                self.subscribed.pop(loop, None)
+            last = not self._interested(loop)
+        if last and not loop.is_closed():
+            loop.remove_reader(self.fd)
+
+
+class Subscription:
+    """One pending `ChangeWatcher.subscribe`: calls `callback()` once, at the next change."""
+
+    __slots__ = ("watcher", "callback", "loop", "handle", "inotify")
+
+    def __init__(self, watcher: "ChangeWatcher", callback, loop):
+        self.watcher, self.callback, self.loop = watcher, callback, loop
+        self.inotify = None  # the _Inotify it is registered with
+        self.handle = None  # the poll timer or the call_soon of a change seen at once
+
+    def fire(self) -> None:
+        """On the loop: a drain saw events in one of the directories (or the poll a new
+        signature); the callback runs when the watcher agrees something changed."""
+        if self.callback is None:
+            return
+        watcher = self.watcher
+        if watcher.inotify is None and watcher.wds:
+            changed = True  # closed meanwhile: a spurious wake-up, which callers allow
+        elif watcher.inotify is not None:
+            changed = watcher._changed()
+        else:
+            current = directory_signature(watcher.paths)
+            changed = current != watcher._signature
+            if changed:
+                watcher._signature = current
+            else:
+                self.handle = self.loop.call_later(POLL_INTERVAL, self.fire)
+                return
+        if changed:
+            callback = self.callback
+            self.cancel()
+            callback()
+
+    def fire_now(self) -> None:
+        """A change the subscriber already knows of: the callback without a check."""
+        self.handle = None
+        if self.callback is not None:
+            callback = self.callback
+            self.cancel()
+            callback()
+
+    def cancel(self) -> None:
+        """Stop waiting (no callback after this); safe to call more than once."""
+        if self.callback is None:
+            return
+        self.callback = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.inotify is not None:
+            inotify, self.inotify = self.inotify, None
+            inotify.unsubscribe(self.loop, self)
 
 
 def _resolve(future) -> None:
@@ -145,6 +261,8 @@ def shared_inotify() -> _Inotify:
 
 class ChangeWatcher:
     """Wakes when anything in `paths` (directories) changes after the watcher was made."""
+
+    __slots__ = ("paths", "_signature", "inotify", "wds", "_seen")  # one per open mailbox
 
     def __init__(self, paths: list[str], *, use_inotify: bool = True):
         self.paths = list(paths)
@@ -177,18 +295,26 @@ class ChangeWatcher:
             return True
         return False
 
+    def _differs_from(self, since: int | None) -> bool:
+        """Whether the directories look different from `since` (a directory_signature() the
+        caller took when it last looked); if so, what is seen now counts as seen."""
+        if since is None:
+            return False
+        current = directory_signature(self.paths)
+        if current == since:
+            return False
+        self._signature = current
+        if self.inotify is not None:
+            self.inotify.drain()
+            self._seen = self._counts()
+        return True
+
     async def wait(self, timeout: float, since: int | None = None) -> bool:
         """True when something changed (or may have) since the last wait (or the watcher's
         creation), False after `timeout` seconds. `since`: a directory_signature() taken
         when the caller last looked; a difference returns at once."""
-        if since is not None:
-            current = directory_signature(self.paths)
-            if current != since:
-                self._signature = current
-                if self.inotify is not None:
-                    self.inotify.drain()
-                    self._seen = self._counts()
-                return True
+        if self._differs_from(since):
+            return True
         inotify = self.inotify  # close() may run while this waits
         if inotify is not None:
             loop = asyncio.get_running_loop()
@@ -223,6 +349,25 @@ class ChangeWatcher:
             if remaining <= 0:
                 return False
             await asyncio.sleep(min(POLL_INTERVAL, remaining))
+
+    def subscribe(self, callback, since: int | None = None) -> Subscription:
+        """Call `callback()` once on the running loop at the next change (a change since the
+        last wait or subscription, or since `since`, a directory_signature(), counts: then
+        it runs at once, through call_soon). Returns the Subscription; `.cancel()` it when
+        no longer interested."""
+        loop = asyncio.get_running_loop()
+        subscription = Subscription(self, callback, loop)
+        if self._differs_from(since):
+            subscription.handle = loop.call_soon(subscription.fire_now)
+            return subscription
+        if self.inotify is not None:
+            subscription.inotify = self.inotify
+            self.inotify.subscribe(loop, subscription)
+            if self._changed():  # events queued before the subscription
+                subscription.handle = loop.call_soon(subscription.fire_now)
+        else:
+            subscription.handle = loop.call_later(POLL_INTERVAL, subscription.fire)
+        return subscription
 
     def close(self) -> None:
         """Nothing to release: the descriptor is shared, the watches stay."""

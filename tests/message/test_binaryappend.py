@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from roost.message.binaryappend import convert_binary_parts
 from roost.message.mime import parse_message
-from roost.message.sections import binary
+from roost.message.binary import binary
 
 HEAD = b"From: a@example.org\r\nMime-Version: 1.0\r\n"
 

@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roost.message.analysis import Analysis, analyse
+from roost.message.binary import InvalidData, binary
 from roost.message.fetch import FetchFailed, render
 from roost.message.imapfmt import body_structure, envelope
 from roost.message.mime import Part, find_part, parse_message
 from roost.message.search import MessageView, SearchContext, matches
-from roost.message.sections import binary, extract
+from roost.message.sections import UnknownEncoding, extract
 from roost.message.sort import sort_data
 from roost.message.subject import base_subject
 from roost.proto.imap import searchkeys as k
@@ -63,8 +64,8 @@ def test_garbage_messages_never_raise(pieces):
         if find_part(root, list(path)) is not None:
             try:
                 binary(data, root, path)
-            except Exception as error:  # only the documented UNKNOWN-CTE refusal is allowed
-                assert type(error).__name__ == "UnknownEncoding"
+            except Exception as error:  # only the documented UNKNOWN-CTE / PARSE refusals
+                assert isinstance(error, (UnknownEncoding, InvalidData)), error
     sort_data(root.header)
     view = MessageView(Info(1, frozenset(), frozenset(), len(data), 0.0), 1, data)
     ctx = SearchContext(1, 1)

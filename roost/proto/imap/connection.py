@@ -45,6 +45,8 @@ TOO_MANY_BAD = b"* BYE Too many invalid IMAP commands.\r\n"
 CONTINUE = b"+ OK\r\n"
 _BARE_NAME = re.compile(rb"\A[^ ]+ (?:UID )?([A-Za-z]+)", re.I)
 
+_NONE_ENABLED: frozenset[str] = frozenset()  # shared by every connection
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -97,7 +99,7 @@ class ImapConnection:
         self.limits = limits
         self.state = state
         self.utf8 = False                  # UTF8=ACCEPT enabled (RFC 6855 §3)
-        self.enabled: frozenset[str] = frozenset()  # ENABLEd extensions (RFC 5161)
+        self.enabled: frozenset[str] = _NONE_ENABLED  # ENABLEd extensions (RFC 5161)
         self._buffer = bytearray()
         self._segments: list[bytes] = []
         self._literals: list[bytes] = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,11 +40,12 @@ from roost.store.maildir.names import delivery_order, size_fields, split_name
 from roost.store.maildir.stream import virtual_size_of
 
 log = logging.getLogger("roost.store")
+_SIGNATURE = struct.Struct("=" + "Qqq" * 5)  # (inode, mtime_ns, size) of five files
 SUBDIRS = ("new", "cur")
 TMP_MAX_AGE = 36 * 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FolderPaths:
     mail: str  # the directory holding cur/ new/ tmp/
     control: str  # dovecot-uidlist, dovecot-keywords
@@ -58,7 +60,7 @@ class FolderPaths:
         return None if self.index is None else os.path.join(self.index, index_file.FILE_NAME)
 
 
-@dataclass
+@dataclass(slots=True)
 class State:
     """What a sync found: the mailbox as files and index agree on it."""
     uidvalidity: int
@@ -71,6 +73,11 @@ class State:
 
 
 class MaildirFolder:
+    # slots: every open session keeps its folders (no per-object __dict__)
+    __slots__ = ("paths", "owner", "new_uidvalidity", "fsync", "_index", "_index_signature",
+                 "_keywords", "_keywords_signature", "_uidlist_cache", "uidlist_torn",
+                 "_last", "tmp_cleaned", "_header_cache", "_defer_cache")
+
     def __init__(self, paths: FolderPaths, new_uidvalidity: Callable[[], int], *,
                  fsync: bool = True, owner: tuple[int, int] | None = None):
         self.paths = paths
@@ -86,6 +93,7 @@ class MaildirFolder:
         self._last: tuple | None = None  # (quick signature, state) of the last sync
         self.tmp_cleaned = False
         self._header_cache = None
+        self._defer_cache = False
 
     # --- files -----------------------------------------------------------------------------
 
@@ -111,7 +119,16 @@ class MaildirFolder:
             from roost.store.maildir.cache import HeaderCache
 
             self._header_cache = HeaderCache(self.paths.index, self.owner)
+            self._header_cache.deferring = self._defer_cache
         return self._header_cache
+
+    def defer_cache_writes(self, deferring: bool) -> None:
+        """Hold header-cache appends (True) or write what was held and stop holding."""
+        self._defer_cache = deferring
+        if self._header_cache is not None:
+            self._header_cache.deferring = deferring
+            if not deferring:
+                self._header_cache.flush()
 
     def clean_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
         """Remove tmp/ files older than `max_age` (crashed deliveries; Dovecot removes them
@@ -186,10 +203,11 @@ class MaildirFolder:
 
     # --- sync ------------------------------------------------------------------------------
 
-    def _quick_signature(self) -> tuple | None:
+    def _quick_signature(self) -> bytes | None:
         """mtimes of new/, cur/ and the control files, or None when one of them changed
         too recently to be trusted (file times are as coarse as the kernel's clock tick,
-        so two changes in one tick look like one)."""
+        so two changes in one tick look like one). Packed into one bytes object (compared
+        only for equality; every idle session keeps one)."""
         parts = []
         limit = time.time_ns() - 2_000_000_000
         for path in (os.path.join(self.paths.mail, "new"), os.path.join(self.paths.mail, "cur"),
@@ -198,13 +216,12 @@ class MaildirFolder:
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                parts.append(None)
+                parts += (0, -1, -1)  # no inode is number 0
                 continue
             if st.st_mtime_ns > limit:
                 return None
-            parts.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        parts.append(self._index_signature)
-        return tuple(parts)
+            parts += (st.st_ino, st.st_mtime_ns, st.st_size)
+        return _SIGNATURE.pack(*parts) + self._index_signature.encode()
 
     def sync(self) -> State:
         """The current state; takes the lock and writes only when something changed."""
@@ -298,6 +315,76 @@ class MaildirFolder:
                 index_file.append(path, found, "".join(lines)))
         self._index = found
         return found
+
+    # --- deliveries by this process ---------------------------------------------------------
+
+    def delivery_start(self):
+        """Under the lock, before a delivery renames its files into place and appends their
+        dovecot-uidlist records: a token for record_delivered() when this object's index is
+        loaded and describes dovecot-uidlist as it is (an IMAP session's folder), else None
+        (a fresh folder, as LMTP's: nothing is read, the next sync indexes the messages)."""
+        path = self.paths.index_path
+        if self._index is None or path is None:
+            return None
+        try:
+            if index_file.signature(os.stat(path)) != self._index_signature:
+                return None
+        except FileNotFoundError:
+            return None
+        before = self._uidlist_signature()
+        if not before or self._index.uidlist_signature != before:
+            return None
+        return self._index, before
+
+    def record_delivered(self, token, delivered: list[tuple[int, str, tuple[str, str]]]) -> None:
+        """Under the same lock, after the delivery: (uid, base, (subdir, name)) of each new
+        message get their roost.index entries and the index the new dovecot-uidlist
+        signature, as the next sync would have added them, so that sync (this session's
+        and others') finds the index current and needs neither the lock nor a rescan. Any
+        surprise (a UID out of order, a file already gone) leaves the work to that sync."""
+        if token is None or not delivered:
+            return
+        found, before = token
+        if found is not self._index or found.uidlist_signature != before:
+            return  # the delivery had to resync (a damaged dovecot-uidlist): done already
+        uidnext = max(next(reversed(found.entries), 0) + 1, found.uidnext)
+        expected = list(range(uidnext, uidnext + len(delivered)))
+        if [uid for uid, _base, _location in delivered] != expected:
+            return
+        modseq = found.highestmodseq
+        entries = dict(found.entries)
+        lines = []
+        for uid, base, location in delivered:
+            measured = self._measure(location)
+            if measured is None:
+                return
+            modseq += 1
+            letters = "" if location[1] == base else split_name(location[1])[1]
+            entry = Entry(uid, modseq, measured[0], measured[1], letters, base)
+            entries[uid] = entry
+            lines.append(index_file.entry_line(entry))
+        uidnext = delivered[-1][0] + 1
+        if uidnext != found.uidnext:
+            lines.append(f"N {uidnext}\n")
+        signature = self._uidlist_signature()
+        lines.append(f"U {signature}\n")
+        found.entries, found.highestmodseq = entries, modseq
+        found.uidnext, found.uidlist_signature = uidnext, signature
+        path = self.paths.index_path
+        try:
+            if found.lines + len(lines) > 2 * len(entries) + 1000:
+                st = index_file.write(path, found)
+                self._chown(path)
+            else:
+                st = index_file.append(path, found, "".join(lines))
+        except OSError as error:
+            # the delivery itself is done and durable: only this shortcut is lost (the
+            # in-memory index is dropped, the next sync reads the file and catches up)
+            log.warning("%s: could not record delivered messages: %s", path, error)
+            self._index, self._index_signature = None, ""
+            return
+        self._index_signature = index_file.signature(st)
+        self._index = found
 
     def _read_uidlist(self):
         """(a private copy of the parsed dovecot-uidlist or None, problem). Parsed whole only
@@ -437,6 +524,7 @@ class MaildirFolder:
         for uid in found.entries.keys() - entries.keys():
             modseq += 1
             lines.append(f"X {uid} {modseq}\n")
+            found.expunged[uid] = modseq  # QRESYNC history, exact even when this sync rewrites
         if found.extra.keys() - entries.keys() - set(uids.records):
             found.extra = {uid: names for uid, names in found.extra.items()
                            if uid in entries or uid in uids.records}

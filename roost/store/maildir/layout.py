@@ -25,6 +25,8 @@ MAX_LIST_DEPTH = 32
 
 
 class Layout:
+    __slots__ = ("location", "root", "kind", "separator", "prefix")  # one per session
+
     def __init__(self, location: MailLocation, separator: str = "", prefix: str = ""):
         self.location = location
         self.root = location.root

@@ -445,6 +445,14 @@ class MaildirMailbox(Mailbox):
             self._watcher = ChangeWatcher(self._watch_paths())
         return await self._watcher.wait(timeout, since=self._seen)
 
+    def watch(self, callback):
+        """roost extension: call `callback()` once, on the running event loop, when
+        something may have changed since the last refresh() (no task or future per caller:
+        roost.net.imap's IDLE); returns the subscription, `.cancel()` it when done."""
+        if self._watcher is None:
+            self._watcher = ChangeWatcher(self._watch_paths())
+        return self._watcher.subscribe(callback, since=self._seen)
+
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.close()

@@ -21,6 +21,7 @@ files and directories go to the user's uid/gid (as Dovecot's privilege drop woul
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -79,6 +80,7 @@ class MaildirUserStore(UserStore):
         self.separator = self.layout.separator
         self.fsync = self.mail.mail_fsync != "never"
         self._folders: dict[str, MaildirFolder] = {}
+        self._defer_cache = False
         self._auto_done = False
         self._quota = quota
         self._user_extra = user_extra or {}
@@ -107,8 +109,24 @@ class MaildirUserStore(UserStore):
                 make_dirs(directory, self.owner)
         folder = MaildirFolder(paths, self._new_uidvalidity, fsync=self.fsync,
                                owner=self.owner)
+        if self._defer_cache:
+            folder.defer_cache_writes(True)
         self._folders[name] = folder
         return folder
+
+    @contextlib.contextmanager
+    def deferred_cache_writes(self):
+        """Hold the folders' roost.cache appends until the block ends (roost.net.imap wraps
+        each command in it: a FETCH of many headers appends them in a few writes)."""
+        self._defer_cache = True
+        for folder in self._folders.values():
+            folder.defer_cache_writes(True)
+        try:
+            yield
+        finally:
+            self._defer_cache = False
+            for folder in list(self._folders.values()):
+                folder.defer_cache_writes(False)
 
     # --- delivery --------------------------------------------------------------------------
 
