@@ -39,11 +39,18 @@ def prepare(base_dir: str, uid: int, gid: int) -> None:
         anvil.prepare(os.path.join(base_dir, LOCK_FILE), uid, gid)
 
 
-def session_slot(settings, protocol: str, user: str, remote_ip: str | None) -> Slot | None:
-    """acquire() with `mail_max_userip_connections` and `base_dir` from the connection's
-    dovecot.conf view (protocol and remote/local filters applied)."""
-    return acquire(settings.base_dir, protocol, user, remote_ip,
-                   settings.mail_max_userip_connections)
+def session_slot(settings, protocol: str, user: str, remote_ip: str | None, log) -> Slot | str:
+    """The logged-in session's Slot, or the refusal reason (Dovecot's text) when the user
+    already has `mail_max_userip_connections` sessions from this IP. `settings`: the
+    connection's dovecot.conf view (protocol and remote/local filters applied). A lock file
+    that cannot be used is logged and lets the login through."""
+    try:
+        slot = acquire(settings.base_dir, protocol, user, remote_ip,
+                       settings.mail_max_userip_connections)
+    except OSError as error:
+        log.error(f"mail_max_userip_connections: {error}")
+        return UNLIMITED
+    return limit_reason(settings.mail_max_userip_connections) if slot is None else slot
 
 
 def acquire(base_dir: str, protocol: str, user: str, remote_ip: str | None, limit: int) -> Slot | None:

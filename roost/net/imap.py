@@ -421,16 +421,12 @@ class _Client:
 
     def _userip_slot(self, tag: str, user: str) -> userip.Slot:
         """Dovecot's mail_max_userip_connections: over the limit, `NO [LIMIT]` and the end."""
-        view = self.service.login.settings(self.conn.local_host, self.conn.peer_host)
-        try:
-            slot = userip.session_slot(view, "imap", user, self.conn.peer_host)
-        except OSError as error:
-            self.service.log.error(f"mail_max_userip_connections: {error}")
-            return userip.UNLIMITED
-        if slot is None:
-            reason = userip.limit_reason(view.mail_max_userip_connections)
-            self.send(response.no(tag, reason, response.code("LIMIT")))
-            raise Refused(reason)
+        slot = userip.session_slot(self.service.login.settings(self.conn.local_host,
+                                                               self.conn.peer_host),
+                                   "imap", user, self.conn.peer_host, self.service.log)
+        if isinstance(slot, str):
+            self.send(response.no(tag, slot, response.code("LIMIT")))
+            raise Refused(slot)
         return slot
 
     async def exchange(self, challenge: bytes):

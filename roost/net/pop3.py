@@ -268,15 +268,11 @@ class _Session:
 
     def _userip_slot(self, user: str) -> userip.Slot:
         """Dovecot's mail_max_userip_connections: over the limit, the login ends here."""
-        view = self.service.login.settings(self.conn.local_host, self.conn.peer_host)
-        try:
-            slot = userip.session_slot(view, "pop3", user, self.conn.peer_host)
-        except OSError as error:
-            self.service.log.error(f"mail_max_userip_connections: {error}")
-            return userip.UNLIMITED
-        if slot is None:
-            reason = userip.limit_reason(view.mail_max_userip_connections)
-            raise _End(reason, replies.err(reason, "IN-USE").wire(), refused=True)
+        slot = userip.session_slot(self.service.login.settings(self.conn.local_host,
+                                                               self.conn.peer_host),
+                                   "pop3", user, self.conn.peer_host, self.service.log)
+        if isinstance(slot, str):
+            raise _End(slot, replies.err(slot, "IN-USE").wire(), refused=True)
         return slot
 
     async def _exchange(self, challenge: bytes) -> bytes | sasl.Cancel:
