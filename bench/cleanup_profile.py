@@ -16,10 +16,11 @@ import os
 import pstats
 import shutil
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchdir import BASE_DIR, make_base  # noqa: E402
 sys.path.insert(0, REPO)
 
 from roost.cleanup import CleanupService, ClientInfo  # noqa: E402
@@ -46,11 +47,13 @@ def smtp_source_message(size: int) -> bytes:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--base-dir", default=BASE_DIR,
+                        help="parent of the private spools (default %(default)s: see bench/benchdir.py)")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    base = tempfile.mkdtemp(prefix="roost-cleanup-prof-", dir="/tmp")
+    base = make_base("roost-cleanup-prof-", args.base_dir)
     try:
         text = (f"queue_directory = {base}/queue\nmyhostname = mail.example.test\nmydomain = example.test\n"
                 "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmynetworks = 127.0.0.0/8\n"

@@ -36,10 +36,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchdir import BASE_DIR, make_base  # noqa: E402
 COUNTS = {1024: 1000, 10240: 600, 102400: 200}
 CLK = os.sysconf("SC_CLK_TCK")
 RCPT = "bench@example.test"
@@ -259,6 +260,8 @@ def cpu_ms(before: dict, after: dict, count: int, names=None) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base-dir", default=BASE_DIR,
+                        help="parent of the private spools (default %(default)s: see bench/benchdir.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 10240, 102400])
     parser.add_argument("--concs", type=int, nargs="+", default=[10, 50])
@@ -275,7 +278,7 @@ def main() -> int:
     for tool in ("smtp-source", "postfix"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is not installed")
-    base_dir = tempfile.mkdtemp(prefix="roost-smtp-bench-", dir="/tmp")
+    base_dir = make_base("roost-smtp-bench-", args.base_dir)
     port_base = free_port_base()
     roost = postfix = None
     rows = []

@@ -52,10 +52,37 @@ DOVECOT_DEFAULT_TIMESTAMP = "%b %d %H:%M:%S "
 _CONTROL = {c: "?" for c in (*range(0x20), 0x7F)}
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def syslog_timestamp(when: float) -> str:
-    """`Nov  3 18:40:01`: syslog's `%b %e %H:%M:%S`, English months, local time."""
-    t = time.localtime(when)
-    return f"{MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    """`Nov  3 18:40:01`: syslog's `%b %e %H:%M:%S`, English months, local time. The text of
+    the last second is kept: localtime() costs a stat of /etc/localtime in the C library."""
+    global _last_stamp
+    second = int(when)
+    cached = _last_stamp
+    if cached[0] == second:
+        return cached[1]
+    t = time.localtime(second)
+    text = f"{MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    _last_stamp = (second, text)
+    return text
+
+
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def current_pid() -> int:
+    """os.getpid() without a system call per log line (re-read in every forked child)."""
+    return _pid
 
 
 def dovecot_timestamp(when: float, fmt: str = DOVECOT_DEFAULT_TIMESTAMP) -> str:
@@ -74,6 +101,8 @@ def sanitize(text: str) -> str:
 
 
 def _cap(line: str) -> str:
+    if len(line) * 4 <= MAX_LINE_BYTES:  # UTF-8 takes at most 4 bytes a character: fits as is
+        return line
     data = line.encode("utf-8", "replace")
     if len(data) <= MAX_LINE_BYTES:
         return line
@@ -188,7 +217,7 @@ class LevelMethods:
 
 
 class PostfixLogger(LevelMethods):
-    """Writes `$syslog_name/process[pid]: ...` lines; the pid is read at each write (fork-safe)."""
+    """Writes `$syslog_name/process[pid]: ...` lines; the pid is the writer's own (fork-safe)."""
 
     def __init__(self, sink: LogSink, tag: str, hostname: str):
         self.sink = sink
@@ -196,7 +225,7 @@ class PostfixLogger(LevelMethods):
         self.hostname = hostname
 
     def log(self, level: str, text: str) -> None:
-        self.sink.write_line(postfix_line(time.time(), self.hostname, self.tag, os.getpid(), level, text))
+        self.sink.write_line(postfix_line(time.time(), self.hostname, self.tag, current_pid(), level, text))
 
 
 

@@ -9,7 +9,8 @@ The header section ends at an empty line (which is then `separator`) or at the f
 that is neither a header field (`name:` with a name of printable ASCII without colon,
 RFC 5322 section 2.2) nor a continuation; that line belongs to the body, as in Postfix.
 A logical header longer than header_size_limit keeps its first header_size_limit bytes and
-the excess is discarded (postconf(5) header_size_limit); `truncated` counts such headers.
+the excess is discarded (postconf(5) header_size_limit); `truncated` counts such headers. A
+line whose colon comes later than header_size_limit bytes is not a header field.
 
 Invariants: sans-IO; memory is bounded by header_size_limit plus one chunk; any bytes give
 headers or body, never an exception.
@@ -56,7 +57,7 @@ class HeaderSplitter:
                 rest = data[start:]
                 if len(self._line) + len(rest) > self.limit:
                     candidate = bytes(self._line) + rest
-                    if not (candidate[:1] in (b" ", b"\t") and self._current) and not is_header_line(candidate):
+                    if not (candidate[:1] in (b" ", b"\t") and self._current) and not self._is_header(candidate):
                         # a long line that cannot be a header: the body starts here, uncut
                         self._flush(headers)
                         self._line = bytearray()
@@ -135,8 +136,15 @@ class HeaderSplitter:
         if not line:  # RFC 5322 section 2.1: an empty line ends the header section
             self.done = self.separator = True
             return b""
-        if is_header_line(line):
+        if self._is_header(line):
             self._append(line, overflow)
             return None
         self.done = True
         return line + ending
+
+    def _is_header(self, line: bytes) -> bool:
+        """A header field line whose colon lies within header_size_limit: a line is judged by
+        its first limit + 1 bytes, so the answer is the same however the line was split into
+        chunks (the rest of a longer line may not be held back to see a later colon)."""
+        match = _HEADER_NAME.match(line)
+        return match is not None and match.end() - 1 <= self.limit

@@ -26,6 +26,7 @@ Security: header/body text is matched and copied, never interpreted beyond addre
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from roost.cleanup import CleanupResult, ClientInfo
@@ -37,6 +38,7 @@ from roost.cleanup.mime import MimeScanner, content_type
 from roost.cleanup.received import mail_date, message_id, received_header
 from roost.cleanup.rewrite import Rewriter, RewriteLoop
 from roost.proto.smtp.reply import Reply
+from roost.queue.committer import Committer
 from roost.queue.layout import QueueLayout
 from roost.queue.records import notify_mask
 from roost.queue.writer import DirectorySync, QueueFileWriter
@@ -49,6 +51,7 @@ HOP_HEADERS = frozenset(("received", "delivered-to"))
 MAILER_DAEMON = "MAILER-DAEMON"
 FLUSH_AT = 1 << 16
 CONTEXT_CACHE_SIZE = 4096  # client addresses whose header context is remembered
+HEADER_MEMO_SIZE = 4096  # rewritten address headers remembered (no canonical tables only)
 MAX_CHECKED_LINE = 1 << 16   # a longer "line" passes body_checks unchecked (Postfix splits it too)
 
 REPLY_TEMPFAIL = Reply(451, "4.3.0", "Error: queue file write error")
@@ -66,6 +69,7 @@ class CleanupService:
         self.layout = QueueLayout.from_settings(settings)
         self.layout.ensure()
         self.dirsync = DirectorySync()
+        self.committer = Committer(self.dirsync)  # its thread starts at the first finish_async
         self.long_ids = settings.bool("enable_long_queue_ids")
         self.myhostname = settings.get("myhostname")
         self.mail_name = settings.get("mail_name") or "Postfix"
@@ -87,6 +91,11 @@ class CleanupService:
         self._interfaces: list | None = None
         self._mynetworks: list | None = None
         self._context_cache: dict[tuple[str, bool], str] = {}
+        rewriter = self.rewriter
+        # without canonical tables a header's rewrite depends only on its text and context
+        # (qualification by fixed settings): the From/To lines clients repeat are done once
+        self.header_rewrites: dict | None = (
+            None if rewriter.canonical or rewriter.sender_canonical or rewriter.recipient_canonical else {})
 
     # ------------------------------------------------------------------ client class
     def header_context(self, origin: str, client: ClientInfo | None) -> str:
@@ -153,6 +162,7 @@ class CleanupService:
         return CleanupMessage(self, origin, client, sender, dict(envelope or {}))
 
     def close(self) -> None:
+        self.committer.close()
         self.dirsync.close()
 
 
@@ -369,6 +379,19 @@ class CleanupMessage(CheckActions):
         self._emit(text.encode("utf-8", "surrogateescape"))
 
     def _rewrite_header(self, text: str, lname: str) -> str:
+        memo = self.service.header_rewrites
+        if memo is None:
+            return self._rewrite_header_now(text, lname)
+        key = (text, lname in SENDER_HEADERS, self.context)
+        rewritten = memo.get(key)
+        if rewritten is None:
+            rewritten = self._rewrite_header_now(text, lname)
+            if len(memo) >= HEADER_MEMO_SIZE:
+                memo.clear()
+            memo[key] = rewritten
+        return rewritten
+
+    def _rewrite_header_now(self, text: str, lname: str) -> str:
         name, _, value = text.partition(":")
         rewriter = self.service.rewriter
         context = self.context
@@ -521,22 +544,21 @@ class CleanupMessage(CheckActions):
 
     # ------------------------------------------------------------------ completion
     def finish(self) -> CleanupResult:
-        if self.closed:
-            return self._result
+        prepared = self._prepare_commit()
+        if isinstance(prepared, CleanupResult):
+            return prepared
         try:
-            result = self._finish()
-        except (TableError, RewriteLoop, OSError) as exc:
-            self._fail_temporarily(exc)
-            self.abort()
-            result = CleanupResult(self.queue_id, "rejected", self.reply or REPLY_TEMPFAIL, self.size, 0)
+            self._writer.commit(prepared)
+        except OSError as exc:
+            return self._closed_with(self._failed(exc))
         except BaseException:
             self.abort()
             raise
-        self._result = result
-        self.closed = True
-        return result
+        return self._closed_with(self._queued_result())
 
-    def _finish(self) -> CleanupResult:
+    def _finish_records(self) -> CleanupResult | None:
+        """All of finish() but the commit: a final result (rejected, discarded) or None when
+        the file is ready for QueueFileWriter.finish / prepare_commit."""
         if self.reply is None and not self._started:
             self._start()
         if self.reply is None and not self._splitter.done:
@@ -582,15 +604,66 @@ class CleanupMessage(CheckActions):
             writer.attribute("content_filter", self._filter)
         if self._redirect:
             writer.attribute("redirect_to", self._redirect)
-        writer.finish("hold" if self.status == "held" else None)
+        return None
+
+    def _failed(self, exc: BaseException) -> CleanupResult:
+        self._fail_temporarily(exc)
+        self.abort()
+        return self._rejected_result()
+
+    def _rejected_result(self) -> CleanupResult:
+        return CleanupResult(self.queue_id, "rejected", self.reply or REPLY_TEMPFAIL, self.size, 0)
+
+    def _queued_result(self) -> CleanupResult:
         # size: the stored content size, what Postfix logs as size= and mailq shows
+        writer = self._writer
         return CleanupResult(self.queue_id, self.status, _queued(self.queue_id), writer.content_size, writer.nrcpt)
+
+    async def finish_async(self, committer) -> CleanupResult:
+        """finish() for an event loop: everything but the fsyncs runs here, and the file and
+        its directory are made durable by `committer` (roost.queue.committer.Committer, one
+        thread per process, group commit). Returns only after both fsyncs, as finish()."""
+        prepared = self._prepare_commit()
+        if isinstance(prepared, CleanupResult):
+            return prepared
+        try:
+            await committer.commit(self._writer, prepared)
+        except OSError as exc:  # the committer removed the file already
+            return self._closed_with(self._failed(exc))
+        except asyncio.CancelledError:
+            # the committer owns the file until its fsyncs end; it stays durable (or is
+            # removed by the committer on failure), as a finish() in a thread would
+            self._closed_with(self._rejected_result())
+            raise
+        return self._closed_with(self._queued_result())
+
+    def _prepare_commit(self) -> CleanupResult | tuple[str, ...]:
+        """finish() up to the fsyncs: the final result when there is nothing to commit (or it
+        failed, or the message is closed already), else the directories to fsync after the
+        (complete, mode 0700) file."""
+        if self.closed:
+            return self._result
+        try:
+            result = self._finish_records()
+            if result is None:
+                return self._writer.prepare_commit("hold" if self.status == "held" else None)
+        except (TableError, RewriteLoop, OSError) as exc:
+            result = self._failed(exc)
+        except BaseException:
+            self.abort()
+            raise
+        return self._closed_with(result)
+
+    def _closed_with(self, result: CleanupResult) -> CleanupResult:
+        self._result = result
+        self.closed = True
+        return result
 
     def abort(self) -> None:
         self._writer.abort()
         if not self.closed:
             self.closed = True
-            self._result = CleanupResult(self.queue_id, "rejected", self.reply or REPLY_TEMPFAIL, self.size, 0)
+            self._result = self._rejected_result()
 
 
 def _queued(queue_id: str) -> Reply:

@@ -12,7 +12,8 @@ Mechanism filtering follows smtpd_sasl_security_options: `noplaintext` drops mec
 flagged `plaintext`, `noanonymous` those flagged `anonymous`, `noactive` / `nodictionary`
 likewise, `mutual_auth` keeps only `mutual-auth` ones; `private` mechanisms are never offered.
 
-Invariants: one connection per SMTP session, opened lazily; a broken or silent auth server
+Invariants: one connection per SMTP session at a time, opened lazily (roost.smtpd.authpool
+hands idle connections to later sessions of the same worker); a broken or silent auth server
 gives AuthOutcome("tempfail") (454 4.7.0), never an exception to the SMTP session.
 Security: passwords only travel inside base64 SASL data over the local socket; nothing from
 the auth server reaches an SMTP reply except its `reason=` (control characters removed by Reply).

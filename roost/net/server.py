@@ -10,6 +10,9 @@ connection handler as a `Connection`, and keeps track of open connections so tha
 - `drain(deadline)` waits for open connections to end, and after the deadline cancels them
   (the handler's `finally` blocks run; the transport is aborted).
 
+The workers of a service share its listening sockets; each worker registers them with
+EPOLLEXCLUSIVE (`_accept_exclusively`), so a new connection wakes one idle worker, not all.
+
 Implicit TLS (smtps/imaps/pop3s, RFC 8314 §3) is done here, before the handler runs, with the
 context built by the master. Handlers do STARTTLS themselves with `await conn.writer.start_tls(
 conn.ssl_context)` (Python 3.11 streams).
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
+import select
 import secrets
 import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
+
+from roost.log import current_pid
 
 # TLS handshake limit for implicit-TLS listeners (Postfix smtpd_starttls_timeout is 300s;
 # a client that has not finished a handshake in a minute is not a mail client).
@@ -92,7 +97,7 @@ _session_counter = itertools.count(1)
 
 def new_session_id() -> str:
     """A short id unique enough to correlate the log lines of one connection."""
-    return f"{os.getpid():x}{next(_session_counter):x}{secrets.token_hex(2)}"
+    return f"{current_pid():x}{next(_session_counter):x}{secrets.token_hex(2)}"
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -140,6 +145,7 @@ class ServiceServer:
                                                          **tls_args)
             else:
                 server = await asyncio.start_server(callback, sock=item.sock, limit=STREAM_LIMIT, **tls_args)
+            _accept_exclusively(server)
             self._servers.append(server)
 
     def _make_callback(self, item: BoundSocket):
@@ -212,14 +218,44 @@ class ServiceServer:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE)
 
 
+def _accept_exclusively(server: asyncio.AbstractServer) -> None:
+    """Register the listening sockets with EPOLLEXCLUSIVE (epoll(7), Linux 4.5+): the workers
+    of a service share each listening socket, and a plain registration wakes every worker for
+    every connection, where all but one find nothing to accept (measured: one wasted wake-up
+    and accept() per SMTP connection with two workers). asyncio has no flag for it, so the
+    registration asyncio made on its epoll object is redone with the flag; any other event
+    loop (or an older kernel) keeps asyncio's own registration."""
+    selector = getattr(asyncio.get_running_loop(), "_selector", None)
+    poller = getattr(selector, "_selector", None)
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", None)
+    if exclusive is None or not isinstance(poller, select.epoll):
+        return
+    for sock in server.sockets:
+        fd = sock.fileno()
+        try:
+            poller.unregister(fd)
+        except OSError:
+            continue
+        try:
+            poller.register(fd, select.EPOLLIN | exclusive)
+        except OSError:
+            poller.register(fd, select.EPOLLIN)  # as asyncio had it
+
+
 async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await _close(writer)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     try:
+        transport = writer.transport
+        idle = (transport is not None and not transport.is_closing() and not transport.get_write_buffer_size()
+                and writer.get_extra_info("sslcontext") is None)
         writer.close()
-        await asyncio.wait_for(writer.wait_closed(), timeout=CANCEL_GRACE)
+        if idle:  # plain TCP, nothing left to send: the socket closes at once, nothing to wait for
+            return
+        async with asyncio.timeout(CANCEL_GRACE):  # no task, unlike wait_for
+            await writer.wait_closed()
     except (Exception, asyncio.CancelledError):
         transport = writer.transport
         if transport is not None:

@@ -4,9 +4,10 @@ One `SmtpSession` per client: banner (`220 smtpd_banner`), then bytes from the s
 the machine and its events are answered with roost.policy.SmtpPolicy (restrictions at each
 stage), the Dovecot auth client (AUTH, `smtpd_sasl_type = dovecot`) and
 roost.cleanup.CleanupService (DATA/BDAT content streamed into the queue file; `250 2.0.0 Ok:
-queued as ID` only after `finish()` — fsync of file and directory — returned, run in a
-thread). RFC 5321, RFC 2920 (replies are flushed only when no pipelined input is waiting),
-RFC 3207 (STARTTLS; wrapper mode is done by roost.net.server for tls_wrapper listeners).
+queued as ID` only after the file and its directory are fsynced: `finish_async()` hands the
+fsyncs to the cleanup service's committer thread, roost.queue.committer). RFC 5321,
+RFC 2920 (replies are flushed only when no pipelined input is waiting), RFC 3207 (STARTTLS;
+wrapper mode is done by roost.net.server for tls_wrapper listeners).
 
 Limits (postconf(5)): smtpd_timeout (`421 4.4.2 host Error: timeout exceeded`),
 smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit (`421 4.7.0 host
@@ -47,9 +48,11 @@ from roost.proto.smtp import reply as R
 from roost.proto.smtp.machine import SmtpServerMachine
 from roost.proto.smtp.reply import Reply
 from roost.smtpd import logtext
+from roost.smtpd.authpool import AuthClientPool
 from roost.smtpd.config import machine_settings, session_limits, with_mechanisms
 from roost.smtpd.footer import RejectFooter
 from roost.smtpd.hosts import HostsTable
+from roost.smtpd.readtimer import ReadTimer
 from roost.smtpd.tlsinfo import received_tls_text
 
 READ_SIZE = 256 * 1024
@@ -64,9 +67,21 @@ class ServiceState:
     policy_factory: Callable | None
     cleanup_factory: Callable | None
     connections: dict = field(default_factory=dict)  # client address -> open sessions
+    auth_pool: AuthClientPool = field(default_factory=AuthClientPool)  # kept between sessions
     _policies: dict = field(default_factory=dict)
     _cleanups: dict = field(default_factory=dict)
     _settings: dict = field(default_factory=dict)
+    _per_listener: dict = field(default_factory=dict)
+
+    def per_listener(self, listener, name: str, compute: Callable):
+        """`compute()` once per listener and worker: settings are fixed for a worker's life
+        (a reload starts new workers), so per-session parsing would only repeat itself."""
+        key = (id(listener), name)
+        try:
+            return self._per_listener[key]
+        except KeyError:
+            value = self._per_listener[key] = compute()
+            return value
 
     def listener_settings(self, conn):
         """(SessionLimits, MachineSettings) of conn's listener, computed once per listener."""
@@ -181,11 +196,9 @@ class SmtpSession:
         self.pipelining_logged = False
         self.tls_info: str | None = None
         self.died = False
-        try:
-            self.forbid_unauth_pipelining = self.settings.bool("smtpd_forbid_unauth_pipelining")
-        except Exception:
-            self.forbid_unauth_pipelining = False
-        self.footer = RejectFooter.parse(self._get("smtpd_reject_footer", ""))
+        self.forbid_unauth_pipelining = self._bool("smtpd_forbid_unauth_pipelining", False)
+        self.footer = service.per_listener(conn.listener, "footer", lambda: RejectFooter.parse(
+            self._get("smtpd_reject_footer", "")))
         self.message = None
         self._reset_message()
 
@@ -236,6 +249,9 @@ class SmtpSession:
             if stage in ("rcpt", "data", "end_of_data"):
                 self.log.warning("restriction module roost.policy is not available")
                 return R.CONFIG_ERROR
+            return None
+        needs = getattr(self.policy, "needs", None)
+        if needs is not None and not needs(stage):  # nothing to check: no state to build
             return None
         result = await getattr(self.policy, f"check_{stage}")(self._policy_state(**changes))
         if getattr(result, "log", None):
@@ -308,8 +324,9 @@ class SmtpSession:
                 if self.forbid_unauth_pipelining:
                     await self._send(R.SYNC_ERROR.to_bytes(), flush=True)
                     return
-            banner = self._get("smtpd_banner", f"{self.hostname} ESMTP")
-            await self._send(Reply(220, None, banner).to_bytes(), flush=True)
+            greeting = self.service.per_listener(self.conn.listener, "greeting", lambda: Reply(
+                220, None, self._get("smtpd_banner", f"{self.hostname} ESMTP")).to_bytes())
+            await self._send(greeting, flush=True)
             await self._loop()
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             self.log.info(logtext.lost_connection(self.machine.last_command, self.who))
@@ -322,21 +339,28 @@ class SmtpSession:
             else:
                 self.service.connections.pop(address, None)
             if self.auth_client is not None:
-                await self.auth_client.close()
+                self.service.auth_pool.release(self.auth_client)
             if not self.died:
                 self.log.info(logtext.disconnect(self.who, self.machine.stats))
 
+    def _setting(self, kind: str, name: str, default):
+        """settings.<kind>(name) of this listener, `default` when it cannot be read."""
+        def compute():
+            try:
+                value = getattr(self.settings, kind)(name)
+            except Exception:
+                return default
+            return tuple(value) if kind == "list" else value
+        return self.service.per_listener(self.conn.listener, (kind, name, default), compute)
+
     def _get(self, name: str, default: str) -> str:
-        try:
-            return self.settings.get(name)
-        except Exception:
-            return default
+        return self._setting("get", name, default)
 
     def _list(self, name: str) -> tuple:
-        try:
-            return tuple(self.settings.list(name))
-        except Exception:
-            return ()
+        return self._setting("list", name, ())
+
+    def _bool(self, name: str, default: bool) -> bool:
+        return self._setting("bool", name, default)
 
     async def _lookup_client(self) -> None:
         """client_name / reverse_client_name (smtpd_peername_lookup): /etc/hosts first, as the
@@ -344,10 +368,7 @@ class SmtpSession:
         neither names the address (or the forward lookup does not confirm it)."""
         address = self.conn.peer_host
         resolver = getattr(self.policy, "resolver", None)
-        try:
-            lookup = self.settings.bool("smtpd_peername_lookup")
-        except Exception:
-            lookup = True
+        lookup = self._bool("smtpd_peername_lookup", True)
         hosts_name = _hosts_table().name_of(address) if lookup and address else None
         if hosts_name:
             self.reverse_name = hosts_name
@@ -361,16 +382,20 @@ class SmtpSession:
         self.who = logtext.client(self.client_name, address or "127.0.0.1")
 
     async def _loop(self) -> None:
-        reader = self.conn.reader
+        timer = ReadTimer(self.limits.timeout)  # smtpd_timeout, one timer for the session
+        try:
+            await self._serve(self.conn.reader, timer)
+        finally:
+            timer.close()
+
+    async def _serve(self, reader, timer: ReadTimer) -> None:
         while not self.machine.closed:
             previous_command = self.machine.last_command
             event = self.machine.next_event()
             if event is None:
                 await self._flush()
-                try:
-                    async with asyncio.timeout(self.limits.timeout):  # cheaper than wait_for: no task
-                        data = await reader.read(READ_SIZE)
-                except TimeoutError:
+                data = await timer.read(reader, READ_SIZE)
+                if data is None:
                     self.log.info(logtext.timeout(self.machine.last_command, self.who))
                     await self._send(self.machine.close(R.timeout_exceeded(self.hostname)), flush=True)
                     return
@@ -480,9 +505,8 @@ class SmtpSession:
                 return
         else:
             message = self.message
-            try:
-                await asyncio.to_thread(message.add_recipient, event.address,
-                                        orcpt=event.params.orcpt, notify=event.params.notify)
+            try:  # table look-ups and a buffered record: cheap enough for the loop
+                message.add_recipient(event.address, orcpt=event.params.orcpt, notify=event.params.notify)
             except Exception as exc:
                 self.log.warning(f"{message.queue_id}: cleanup: {type(exc).__name__}: {exc}")
                 self._abort_message()
@@ -520,7 +544,9 @@ class SmtpSession:
             session_id=self.conn.session_id)
         envelope = self.mail_params.envelope() if self.mail_params else {}
 
-        def open_queue_file():  # creates and writes a file: off the event loop
+        def open_queue_file():
+            # on the loop: an O_EXCL create, a rename and buffered records never wait for the
+            # disk (the fsyncs happen at the end, in the committer thread)
             message = self.cleanup.open(origin="smtpd", client=client, sender=self.sender or "",
                                         envelope=envelope)
             try:
@@ -531,7 +557,7 @@ class SmtpSession:
                 raise
             return message
         try:
-            self.message = await asyncio.to_thread(open_queue_file)
+            self.message = open_queue_file()
         except Exception as exc:
             self.log.warning(f"cleanup open failed: {type(exc).__name__}: {exc}")
             self._abort_message()
@@ -581,7 +607,11 @@ class SmtpSession:
             return error
         message, self.message = self.message, None
         try:
-            result = await asyncio.to_thread(message.finish)
+            finish_async = getattr(message, "finish_async", None)
+            if finish_async is not None:  # fsyncs group-committed by one thread per process
+                result = await finish_async(self.cleanup.committer)
+            else:
+                result = await asyncio.to_thread(message.finish)
         except Exception as exc:
             self.log.warning(f"{message.queue_id}: queue file write error: {exc}")
             message.abort()
@@ -659,10 +689,9 @@ class SmtpSession:
             self.log.warning(f"unsupported SASL server implementation: {sasl_type}")
             return True
         path = self._get("smtpd_sasl_path", "smtpd")
-        client = DovecotAuthClient(path, self._get("queue_directory", ""),
-                                   service=self._get("smtpd_sasl_service", "smtp"))
-        try:
-            await client.connect()
+        try:  # a connection an earlier session of this worker left open, as Postfix's smtpd keeps one
+            client = await self.service.auth_pool.acquire(path, self._get("queue_directory", ""),
+                                                          self._get("smtpd_sasl_service", "smtp"))
         except Exception as exc:
             self.log.warning(f"SASL: Connect to {path} failed: {exc}")
             return True

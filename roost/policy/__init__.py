@@ -92,6 +92,16 @@ class SmtpPolicy:
         self._passwd = PasswdTable()
         self._table_lists: dict[str, list[LookupTable]] = {}
 
+    def needs(self, stage: str) -> bool:
+        """False when check_<stage> answers an empty PolicyResult whatever the session state
+        (the caller may skip building the state): CONNECT/HELO/MAIL under smtpd_delay_reject,
+        DATA/END-OF-MESSAGE without restrictions."""
+        if stage in ("connect", "helo", "mail"):
+            return not self.delay_reject
+        if stage in ("data", "end_of_data"):
+            return bool(self.lists[stage])
+        return True
+
     def problems(self) -> list[tuple[str, str]]:
         """(parameter, message) for every unusable restriction in the lists and classes, and
         Postfix's fatal start-up error: what `roost check` should report with file:line."""

@@ -274,6 +274,18 @@ class QueueFileWriter:
         `final_queue` (e.g. "hold"): move the complete file there before returning."""
         if self.finished:
             return
+        directories = self.prepare_commit(final_queue)
+        try:
+            self.commit(directories)
+        except BaseException:
+            self.abort()
+            raise
+
+    def prepare_commit(self, final_queue: str | None = None) -> tuple[str, ...]:
+        """finish() up to its fsyncs (no blocking on the disk): the end record is written and
+        the file is complete (mode 0700), in `final_queue` when given. Returns the directories
+        whose fsync must follow the file's; `commit()` (or roost.queue.committer) does that.
+        On failure the file is removed."""
         if self.aborted or self._fd is None:
             raise QueueWriteError("queue file already aborted")
         try:
@@ -300,16 +312,26 @@ class QueueFileWriter:
                 os.rename(self.path, target)
                 self.path, self.directory, self.queue = target, target_dir, final_queue
             os.fchmod(self._fd, MODE_COMPLETE)
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            self._dirsync.fsync(self.directory)
-            if written_in != self.directory:
-                self._dirsync.fsync(written_in)
         except BaseException:
             self.abort()
             raise
+        return (self.directory,) if written_in == self.directory else (self.directory, written_in)
+
+    def commit(self, directories: tuple[str, ...]) -> None:
+        """The blocking half of finish(): fsync the file, close it, fsync `directories` (file
+        first: a directory fsync must start after the file is complete). Does not abort."""
+        self.sync_file()
+        for directory in directories:
+            self._dirsync.fsync(directory)
         self.finished = True
+
+    def sync_file(self) -> None:
+        """fsync and close the file; the descriptor is closed even when fsync fails."""
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def abort(self) -> None:
         """Remove the file; safe to call twice and after finish (then it does nothing)."""

@@ -20,6 +20,8 @@ unless resolve_dequoted_address says so (roost.resolve.classes).
 
 from __future__ import annotations
 
+import re
+
 _SPECIALS = set('()<>@,;:\\".[] \t')
 
 
@@ -71,10 +73,13 @@ def dequote(text: str) -> str:
     return "".join(out)
 
 
+_NEEDS_INTERNAL = re.compile(r'[<>"\\ \t]')
+
+
 def internal_form(path: str) -> str:
     """The envelope address as Postfix's policy code sees it (module docstring)."""
-    if not any(char in path for char in '<>"\\ \t') and not path.startswith("@"):
-        return path  # already internal: the common case, kept cheap
+    if _NEEDS_INTERNAL.search(path) is None and not path.startswith("@"):
+        return path  # already internal: the common case, kept cheap (one C-level scan)
     return dequote(strip_source_route(strip_brackets(path)))
 
 

@@ -54,6 +54,9 @@ def _network(item: str):
         return "bad"
 
 
+DOMAIN_ANSWERS_LIMIT = 4096
+
+
 @dataclass
 class MatchList:
     """One parsed list parameter; `match_domain` / `match_host` answer it."""
@@ -63,6 +66,9 @@ class MatchList:
     opener: TableOpener
     problems: list[str] = field(default_factory=list)
     _networks: dict = field(default_factory=dict, repr=False)  # item → parsed network, None or "bad"
+    # match_domain / match_host answers of a list without tables (then pure functions)
+    _domain_answers: dict | None = field(default=None, repr=False, compare=False)
+    _host_answers: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, name: str, values: Sequence[str], parent_style: bool, opener: TableOpener) -> "MatchList":
@@ -77,6 +83,19 @@ class MatchList:
 
     # ------------------------------------------------------------------ domains
     def match_domain(self, domain: str) -> bool:
+        answers = self._domain_answers
+        if answers is None:
+            if any(_is_table(item.lstrip("!")) for item in self.items):
+                return self._match_domain(domain)  # tables keep their own answer cache
+            answers = self._domain_answers = {}
+        found = answers.get(domain)
+        if found is None:
+            if len(answers) >= DOMAIN_ANSWERS_LIMIT:
+                answers.clear()
+            found = answers[domain] = self._match_domain(domain)
+        return found
+
+    def _match_domain(self, domain: str) -> bool:
         name = domain.lower().rstrip(".")
         if not name:
             return False
@@ -107,6 +126,24 @@ class MatchList:
     # ------------------------------------------------------------------ hosts
     def match_host(self, hostname: str, address: str) -> bool:
         """mynetworks-style match of a client (verified hostname or "unknown", address)."""
+        answers = self._host_answers
+        if answers is None:
+            if any(_is_table(item.lstrip("!")) for item in self.items):
+                return self._match_host(hostname, address)
+            answers = self._host_answers = {}
+        key = (hostname, address)
+        found = answers.get(key)
+        if found is None:
+            if len(answers) >= DOMAIN_ANSWERS_LIMIT:
+                answers.clear()
+            problems = len(self.problems)
+            found = self._match_host(hostname, address)
+            if len(self.problems) != problems:  # a bad pattern is reported at every match
+                return found
+            answers[key] = found
+        return found
+
+    def _match_host(self, hostname: str, address: str) -> bool:
         try:
             client = ipaddress.ip_address(address.split("%")[0]) if address else None
         except ValueError:

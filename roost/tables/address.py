@@ -18,6 +18,7 @@ Security: results are addresses only; nothing is executed or expanded here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,6 +36,11 @@ class AddressMapResult:
 
 def split_result_list(value: str) -> list[str]:
     """Comma-separated result addresses; commas inside quotes or comments do not split."""
+    return list(_split_result_list(value))
+
+
+@functools.lru_cache(maxsize=4096)  # pure; table values repeat from one message to the next
+def _split_result_list(value: str) -> tuple[str, ...]:
     parts, current, depth, quoted = [], [], 0, False
     for index, char in enumerate(value):
         if char == '"' and (index == 0 or value[index - 1] != "\\"):
@@ -49,7 +55,7 @@ def split_result_list(value: str) -> list[str]:
             continue
         current.append(char)
     parts.append("".join(current).strip())
-    return [p for p in parts if p and tokenize_address_list(p)]
+    return tuple(p for p in parts if p and tokenize_address_list(p))
 
 
 def _with_extension(address: str, extension: str) -> str:

@@ -4,6 +4,10 @@ A table answers `lookup(key) -> str | None` (None: not found) and raises `TableE
 it cannot be consulted at all (Postfix's DICT_ERR_RETRY: the caller defers, e.g. `451 4.3.0
 Temporary lookup failure`). File-backed tables re-read themselves when a watched file
 changes; the check costs one stat() per watched file at most once per second per table.
+Tables whose look-ups cost real work (the compiled `hash:` family: an SQLite probe with its
+locking syscalls) remember their answers, found and not found, in a bounded per-table cache
+(`result_cache_size`) that is replaced on every reload, so an answer is never older than
+the staleness the file check already allows (RELOAD_INTERVAL).
 
 Invariants: `lookup` never raises anything but `TableError`; a table that failed to load
 keeps answering from its last good content when it has one.
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from roost.config.diagnostics import Diagnostics
 
 RELOAD_INTERVAL = 1.0  # seconds between stat() checks of a table's files
+_MISSING = object()
 
 
 class TableError(Exception):
@@ -48,6 +53,9 @@ class LookupTable(abc.ABC):
     and `_load`; they set their own attributes before calling `super().__init__`."""
 
     fixed_keys = True  # Postfix DICT_FLAG_FIXED: also asked partial keys (parent domains...)
+    # answers remembered between reloads (0: none); only for tables whose _get depends on
+    # the key and the watched files alone
+    result_cache_size = 0
 
     def __init__(self, type: str, name: str, options: TableOptions | None = None,
                  diags: Diagnostics | None = None) -> None:
@@ -58,6 +66,7 @@ class LookupTable(abc.ABC):
         self._signatures: dict[str, tuple | None] = {}
         self._next_check = 0.0
         self._load_error: str | None = None
+        self._results: dict[str, str | None] = {}
         self._reload()
 
     @property
@@ -80,25 +89,39 @@ class LookupTable(abc.ABC):
         self.refresh()
         if self._load_error is not None:
             raise TableError(self._load_error)
-        return self._get(key)
+        if not self.result_cache_size:
+            return self._get(key)
+        results = self._results  # a reload replaces the dict: a racing old answer lands in the old one
+        value = results.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._get(key)  # TableError is not remembered: the next look-up retries
+            if len(results) >= self.result_cache_size:
+                results.clear()
+            results[key] = value
+        return value
 
     def refresh(self, force: bool = False) -> bool:
         """Reload when a watched file changed; returns True when a reload happened."""
+        now = time.monotonic()
+        if not force and now < self._next_check:  # checked first: the common case costs nothing else
+            return False
         files = self.watched_files()
         if not files:
             return False
-        now = time.monotonic()
-        if not force and now < self._next_check:
-            return False
         self._next_check = now + RELOAD_INTERVAL
-        current = {path: file_signature(path) for path in files}
+        current = {path: self._signature(path) for path in files}
         if not force and current == self._signatures:
             return False
         self._reload()
         return True
 
+    def _signature(self, path: str) -> tuple | None:
+        """What must change when `path` changes (subclasses may add to the stat triple)."""
+        return file_signature(path)
+
     def _reload(self) -> None:
-        self._signatures = {path: file_signature(path) for path in self.watched_files()}
+        self._results = {}
+        self._signatures = {path: self._signature(path) for path in self.watched_files()}
         self._next_check = time.monotonic() + RELOAD_INTERVAL
         try:
             self._load()

@@ -25,7 +25,7 @@ import sqlite3
 from typing import Iterable, Iterator
 
 from roost.config.diagnostics import Diagnostics
-from roost.tables.base import LookupTable, TableError, TableOptions
+from roost.tables.base import LookupTable, TableError, TableOptions, file_signature
 from roost.tables.source import decode, encode, fold_key, parse_entries
 
 COMPILED_SUFFIX = ".roostdb"
@@ -199,6 +199,8 @@ def delete(table_type: str, source: str, keys: Iterable[str], *, fold: bool = Tr
 class IndexedTable(LookupTable):
     """A compiled table; `name` is the source file path, as in `hash:/etc/postfix/access`."""
 
+    result_cache_size = 4096  # answers kept between reloads (roost.tables.base)
+
     def __init__(self, type: str, name: str, options: TableOptions | None = None,
                  diags: Diagnostics | None = None, aliases: bool = False) -> None:
         self.aliases = aliases
@@ -211,6 +213,25 @@ class IndexedTable(LookupTable):
 
     def watched_files(self) -> tuple[str, ...]:
         return (self.name, self.compiled)
+
+    def _signature(self, path: str) -> tuple | None:
+        """The compiled file's signature includes SQLite's file change counter (header bytes
+        24-27, bumped by every committed transaction in rollback-journal mode, which
+        postmap -i/-d use): two in-place updates within one timestamp tick that leave the
+        size alike still differ."""
+        signature = file_signature(path)
+        if signature is None or path != self.compiled:
+            return signature
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return signature
+        try:
+            return signature + (os.pread(fd, 4, 24),)
+        except OSError:
+            return signature
+        finally:
+            os.close(fd)
 
     def _load(self) -> None:
         self.close()

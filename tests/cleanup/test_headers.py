@@ -98,3 +98,11 @@ def test_structured_fuzz_keeps_every_body_byte(lines, newline):
     headers, body, splitter = split_all(data, [3])
     if splitter.separator or body:
         assert data.endswith(body)
+
+
+def test_a_colon_beyond_header_size_limit_does_not_make_a_header():
+    # judged by the first limit + 1 bytes, whatever the chunks (found by hypothesis: b"! :"
+    # fed whole was a header, fed byte by byte it was body)
+    for chunks in (None, [1], [2]):
+        assert split_all(b"! :", chunks, 1)[:2] == ([], b"! :")
+        assert split_all(b"X: y\n", chunks, 2)[:2] == ([b"X:"], b"")

@@ -52,6 +52,14 @@ def split_verb(line: str) -> tuple[str, str]:
 def _scan_bracketed(text: str) -> int:
     """Index of the `>` closing the path that starts with `<` at 0, honouring quotes and
     backslash escapes (RFC 5321 §4.1.2 Quoted-string); -1 when it does not close."""
+    if '"' not in text and "\\" not in text:  # the common case, without a loop per character
+        close = text.find(">", 1)
+        return -1 if close < 0 or text.find("<", 1, close) >= 0 else close
+    return _scan_bracketed_quoted(text)
+
+
+def _scan_bracketed_quoted(text: str) -> int:
+    """_scan_bracketed character by character (any input; the shortcut's reference)."""
     quoted = False
     index = 1
     while index < len(text):
@@ -69,8 +77,18 @@ def _scan_bracketed(text: str) -> int:
     return -1
 
 
+_UNQUOTED_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f <>(),;]")
+
+
 def _valid_mailbox(address: str) -> bool:
     """Postfix's minimal path checks: balanced quotes, no unquoted space or control."""
+    if '"' not in address and "\\" not in address:  # nothing quoted: one regex pass
+        return _UNQUOTED_FORBIDDEN.search(address) is None
+    return _valid_mailbox_quoted(address)
+
+
+def _valid_mailbox_quoted(address: str) -> bool:
+    """_valid_mailbox character by character (any input; the shortcut's reference)."""
     quoted = False
     escaped = False
     for char in address:

@@ -54,7 +54,14 @@ class Reply:
         return out
 
     def to_bytes(self, enhanced_codes: bool = True) -> bytes:
-        return b"".join(self.lines(enhanced_codes))
+        # a pure function of the fields, kept on the (immutable) instance: the named replies
+        # are formatted once per process instead of once per command
+        key = "_wire" if enhanced_codes else "_wire_plain"
+        wire = self.__dict__.get(key)
+        if wire is None:
+            wire = b"".join(self.lines(enhanced_codes))
+            object.__setattr__(self, key, wire)
+        return wire
 
     def __str__(self) -> str:
         head = f"{self.code} {self.enhanced} " if self.enhanced else f"{self.code} "
