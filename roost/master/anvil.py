@@ -29,6 +29,11 @@ _FLOCK = "hhqqi4x"  # struct flock on Linux x86_64/aarch64: type, whence, start,
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
+def anvil_lock_path(queue_directory: str) -> str:
+    """smtpd_client_connection_count_limit's counter: `$queue_directory/pid/anvil.lock`."""
+    return os.path.join(queue_directory, "pid", "anvil.lock")
+
+
 class Slot:
     """One session's place in its key's count."""
 
@@ -75,7 +80,11 @@ def acquire(path: str, key: tuple[str, ...], limit: int) -> Slot | None:
         return UNLIMITED
     digest = hashlib.sha256("\0".join(key).encode("utf-8", "surrogateescape")).digest()
     first = int.from_bytes(digest[:5], "big") * MAX_SLOTS
-    fd = os.open(path, _OPEN_FLAGS, 0o600)
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o600)
+    except FileNotFoundError:  # its directory is made on first use when nobody prepared it
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        fd = os.open(path, _OPEN_FLAGS, 0o600)
     try:
         for byte in range(first, first + min(limit, MAX_SLOTS)):
             if _try_lock(fd, byte):

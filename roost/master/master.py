@@ -36,6 +36,7 @@ from roost.config.dovecot_settings import dovecot_settings
 from roost.config.load import load_config
 from roost.login import userip
 from roost.log import LogSetup
+from roost.master import anvil
 from roost.master import bind as binding
 from roost.master.logsetup import dovecot_pem_source, open_logs
 from roost.master.pidfile import AlreadyRunning, PidFile, pid_file_path
@@ -241,6 +242,7 @@ class Master:
             for queue in ALL_QUEUES:
                 os.chown(layout.queue_dir(queue), owner.pw_uid, owner.pw_gid)
             prepare_maildrop(layout)
+            anvil.prepare(anvil.anvil_lock_path(layout.root), owner.pw_uid, owner.pw_gid)
         except (OSError, PrivilegeError) as exc:
             self._report("warning", f"queue_directory: {exc}")
 

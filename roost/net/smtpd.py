@@ -11,8 +11,8 @@ wrapper mode is done by roost.net.server for tls_wrapper listeners).
 
 Limits (postconf(5)): smtpd_timeout (`421 4.4.2 host Error: timeout exceeded`),
 smtpd_soft_error_limit / smtpd_error_sleep_time / smtpd_hard_error_limit (`421 4.7.0 host
-Error: too many errors`), smtpd_client_connection_count_limit (per worker process; clients
-in smtpd_client_event_limit_exceptions networks are exempt), message_size_limit while the
+Error: too many errors`), smtpd_client_connection_count_limit (across the service's workers,
+roost.master.anvil; clients in smtpd_client_event_limit_exceptions networks are exempt), message_size_limit while the
 content streams, line_length_limit and smtpd_recipient_limit in the machine.
 
 As Postfix's smtpd (observed with 3.7, compared in tests/interop/test_restrictions_matrix.py):
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from roost.net.dovecot_auth_client import DovecotAuthClient, filter_mechanisms
+from roost.master import anvil
 from roost.net.server import Connection, ServiceContext
 from roost.proto.smtp import events as E
 from roost.proto.smtp import reply as R
@@ -66,12 +67,16 @@ class ServiceState:
     context: Any
     policy_factory: Callable | None
     cleanup_factory: Callable | None
-    connections: dict = field(default_factory=dict)  # client address -> open sessions
     auth_pool: AuthClientPool = field(default_factory=AuthClientPool)  # kept between sessions
     _policies: dict = field(default_factory=dict)
     _cleanups: dict = field(default_factory=dict)
     _settings: dict = field(default_factory=dict)
     _per_listener: dict = field(default_factory=dict)
+
+    @property
+    def anvil_path(self) -> str:
+        """The connection counter shared by the workers (the master prepares it as root)."""
+        return anvil.anvil_lock_path(self.context.config.main.get("queue_directory"))
 
     def per_listener(self, listener, name: str, compute: Callable):
         """`compute()` once per listener and worker: settings are fixed for a worker's life
@@ -296,15 +301,14 @@ class SmtpSession:
             getattr(self.log, "fatal", self.log.warning)(fatal)
             return
         address = self.conn.peer_host
-        limit = self.limits.connection_count_limit
-        count = self.service.connections.get(address, 0) + 1
-        self.service.connections[address] = count
+        slot = anvil.UNLIMITED
         try:
             await self._lookup_client()
             self.log.info(logtext.connect(self.who))
-            exceptions = self._list("smtpd_client_event_limit_exceptions")
-            if limit and count > limit and not _exempt(address, exceptions):
-                self.log.warning(f"Connection concurrency limit exceeded: {count} from {self.who} "
+            slot = self._connection_slot(address)
+            if slot is None:
+                self.log.warning(f"Connection concurrency limit exceeded: "
+                                 f"{self.limits.connection_count_limit + 1} from {self.who} "
                                  f"for service {self.conn.listener.service}")
                 await self._send(Reply(421, "4.7.0", f"{self.hostname} Error: too many connections "
                                        f"from {address}").to_bytes(), flush=True)
@@ -333,15 +337,26 @@ class SmtpSession:
             del exc
         finally:
             self._abort_message()
-            remaining = self.service.connections.get(address, 1) - 1
-            if remaining > 0:
-                self.service.connections[address] = remaining
-            else:
-                self.service.connections.pop(address, None)
+            if slot is not None:
+                slot.release()
             if self.auth_client is not None:
                 self.service.auth_pool.release(self.auth_client)
             if not self.died:
                 self.log.info(logtext.disconnect(self.who, self.machine.stats))
+
+    def _connection_slot(self, address: str) -> anvil.Slot | None:
+        """smtpd_client_connection_count_limit, counted like Postfix's anvil(8) across every
+        worker of the service (roost.master.anvil); None when the client is over it. Clients
+        in smtpd_client_event_limit_exceptions are not counted."""
+        limit = self.limits.connection_count_limit
+        if not limit or _exempt(address, self._list("smtpd_client_event_limit_exceptions")):
+            return anvil.UNLIMITED
+        try:
+            return anvil.acquire(self.service.anvil_path, ("smtpd", self.conn.listener.service,
+                                                          address), limit)
+        except OSError as error:
+            self.log.warning(f"smtpd_client_connection_count_limit: {error}")
+            return anvil.UNLIMITED
 
     def _setting(self, kind: str, name: str, default):
         """settings.<kind>(name) of this listener, `default` when it cannot be read."""
