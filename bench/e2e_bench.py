@@ -124,10 +124,12 @@ def measure(args) -> tuple[list[str], dict]:
                         results.setdefault((size, conc, name), []).append(row)
                         print(name, size, conc, {k: (round(v, 1) if isinstance(v, float) else v)
                                                   for k, v in row.items()}, flush=True)
-    finally:
-        stop_refstack(state)
-        roost.cleanup()
-        shutil.rmtree(base_dir, ignore_errors=True)
+    finally:   # roost is stopped even when the reference stack could not start or stop
+        try:
+            stop_refstack(state)
+        finally:
+            roost.cleanup()
+            shutil.rmtree(base_dir, ignore_errors=True)
     lines = ["| size | conc | roost e2e msg/s | Postfix+Dovecot e2e msg/s | ratio (goal) "
              "| roost accept msg/s | Postfix accept msg/s |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for size in args.sizes:
@@ -185,7 +187,9 @@ def main() -> int:
     parser.add_argument("--durability", type=int, default=2000, help="0 to skip")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     lines, _results = measure(args)
+    load_after = os.getloadavg()[0]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     head = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()}: "
@@ -193,7 +197,8 @@ def main() -> int:
             f"`bench/e2e_bench.py --rounds {args.rounds} --scale {args.scale}` (medians; "
             "smtp-source, one connection per message, until COUNT files are in the recipient's "
             "Maildir/new; roost: virtual(8) into the Maildir; reference: Postfix 3.7 → LMTP → "
-            "Dovecot 2.3, ../shared/bench/refstack). The machine is shared: compare ratios.")
+            "Dovecot 2.3, ../shared/bench/refstack). The machine is shared: compare ratios "
+            f"(load average {load_before:.1f} before, {load_after:.1f} after).")
     text = head + "\n\n" + "\n".join(lines)
     if args.durability:
         text += "\n\n" + "\n".join(durability(args.durability))

@@ -38,6 +38,7 @@ from roost.cleanup.mime import MimeScanner, content_type
 from roost.cleanup.received import mail_date, message_id, received_header
 from roost.cleanup.rewrite import Rewriter, RewriteLoop
 from roost.proto.smtp.reply import Reply
+from roost.qmgr.trigger import notify_queued
 from roost.queue.committer import Committer
 from roost.queue.layout import QueueLayout
 from roost.queue.records import notify_mask
@@ -617,6 +618,8 @@ class CleanupMessage(CheckActions):
     def _queued_result(self) -> CleanupResult:
         # size: the stored content size, what Postfix logs as size= and mailq shows
         writer = self._writer
+        if writer.queue == "incoming":   # durable now: the queue manager takes it at once
+            notify_queued(self.service.layout.root, self.queue_id)
         return CleanupResult(self.queue_id, self.status, _queued(self.queue_id), writer.content_size, writer.nrcpt)
 
     async def finish_async(self, committer) -> CleanupResult:

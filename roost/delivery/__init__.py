@@ -15,7 +15,8 @@ destination.py for MX/nexthops, client_settings.py, roost.net.smtp_client, conne
 retry / discard (simple.py); store.py delivers straight into roost's own store for an lmtp:
 nexthop that is roost's own LMTP listener. Notices: bounce.py composes RFC 3464 DSNs exactly
 as Postfix's bounce(8), notify.py queues them through cleanup (`send_notices`) and says when a
-delay warning is due. Log lines: logline.py.
+delay warning is due. Log lines: logline.py. Maildir writes of local/virtual share one
+thread per process with group commit of the new/ fsync (commit_thread.py).
 
 Invariants: results are frozen values; `status` is one of sent / deferred / bounced; the
 `dsn` class digit agrees with the status (2 sent, 4 deferred, 5 bounced).
@@ -26,7 +27,7 @@ privilege rules (as the recipient when root, default_privs for non-user aliases)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class DeliveryRequest:
     content: Callable[[], BinaryIO]          # opens the whole message (headers + body, CRLF lines)
     envelope: dict = field(default_factory=dict)   # RET, ENVID, BODY (7BIT/8BITMIME), SMTPUTF8, SIZE
     active_time: float | None = None         # when the queue manager moved it to active (delays= b)
+    # the stored content with LF line ends (the queue's own form), when the caller has it:
+    # agents that write files take it as it is instead of converting content() back
+    lf_content: Callable[[], Iterable[bytes]] | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ Results: one RecipientResult per request recipient (the worst of its targets: de
 bounced over sent) with one `expanded` entry per final target; one log line per target
 (`to=<target>, orig_to=<recipient>, relay=local, ... (delivered to maildir)`).
 
+Maildir writes that need no other uid go to the process's commit thread
+(roost.delivery.commit_thread, shared with virtual(8): group commit of new/ fsyncs).
+
 Invariants: `deliver` never raises; an unexpected error defers with 4.3.0.
 Security: as root, mailboxes and .forward targets are written as the user, alias
 files/commands as the alias database owner (default_privs when that is root), mail spool
@@ -35,8 +38,10 @@ from typing import Callable
 from roost.delivery import BOUNCED, DEFERRED, SENT, DeliveryRequest, Recipient, RecipientResult
 from roost.delivery.command import run_command
 from roost.delivery.logline import Timer, log_results
-from roost.delivery.mailbox import MailboxError, append_mbox, deliver_maildir, delivery_headers
-from roost.delivery.privileges import privs_of, run_as
+from roost.delivery.mailbox import (MailboxError, MaildirJob, append_mbox, content_chunks,
+                                    deliver_maildir, delivery_headers)
+from roost.delivery import commit_thread
+from roost.delivery.privileges import privs_of, run_as, runs_in_process
 from roost.delivery.forward import Forwarder, default_forwarder
 from roost.tables import open_table
 from roost.tables.access import split_extension
@@ -80,13 +85,25 @@ def expand_local_variables(template: str, values: dict[str, str]) -> str:
     return _VARIABLE.sub(substitute, template)
 
 
-def delivered_to_values(opener) -> set[str]:
-    """Lower-cased Delivered-To: values in the message header (loop detection)."""
+def delivered_to_values(chunks) -> set[str]:
+    """Lower-cased Delivered-To: values in the message header (loop detection); `chunks()`
+    gives the message with LF line ends (roost.delivery.mailbox.content_chunks). Reading
+    stops at the end of the header (or after HEADER_LIMIT bytes)."""
     found: set[str] = set()
-    with opener() as source:
-        header = source.read(HEADER_LIMIT)
-    end = min((i for i in (header.find(b"\r\n\r\n"), header.find(b"\n\n")) if i >= 0), default=len(header))
-    for line in header[:end].splitlines():
+    header = b""
+    source = chunks()
+    try:
+        for chunk in source:
+            header += chunk
+            if b"\n\n" in header or len(header) >= HEADER_LIMIT:
+                break
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    header = header[:HEADER_LIMIT]
+    end = header.find(b"\n\n")
+    for line in header[:end if end >= 0 else len(header)].splitlines():
         if line[:13].lower() == b"delivered-to:":
             found.add(line[13:].strip().decode("utf-8", "replace").lower())
     return found
@@ -119,7 +136,7 @@ class LocalAgent:
 
     def loop_values(self) -> set[str]:
         if self._loop_values is None:
-            self._loop_values = delivered_to_values(self.request.content)
+            self._loop_values = delivered_to_values(content_chunks(self.request))
         return self._loop_values
 
     def result(self, recipient: Recipient, target: str, status: str, dsn: str, text: str) -> RecipientResult:
@@ -260,6 +277,10 @@ class LocalAgent:
         try:
             if home_mailbox:
                 path = os.path.join(user.home, home_mailbox)
+                if home_mailbox.endswith("/") and runs_in_process(user.uid):
+                    await commit_thread.run(MaildirJob(path, headers, content_chunks(self.request),
+                                                       size_limit=limit))
+                    return self.result(recipient, address, SENT, "2.0.0", "delivered to maildir")
                 if home_mailbox.endswith("/"):
                     await asyncio.to_thread(run_as, user.uid, user.gid, _maildir_job, path, headers,
                                             self.request.content, limit)
@@ -271,7 +292,8 @@ class LocalAgent:
             path = os.path.join(spool, user.name)
             owner = (user.uid, user.gid)
             if spool.endswith("/"):
-                await asyncio.to_thread(_maildir_job, path + "/", headers, self.request.content, limit, owner)
+                await commit_thread.run(MaildirJob(path + "/", headers, content_chunks(self.request),
+                                                   size_limit=limit, owner=owner))
                 return self.result(recipient, address, SENT, "2.0.0", "delivered to maildir")
             await asyncio.to_thread(_mbox_job, path, self.envelope_sender, headers, self.request.content, limit, owner)
             return self.result(recipient, address, SENT, "2.0.0", "delivered to mailbox")

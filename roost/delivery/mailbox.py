@@ -10,7 +10,10 @@ mailbox_delivery_lock (Debian: fcntl + dotlock): `file.lock` created O_EXCL (sta
 then an fcntl write lock. A failed append truncates the file back to its old size, so a
 half-written message never remains (Postfix does the same).
 Maildir (maildir(5), DESIGN durability contract): write tmp/NAME, fsync, rename into new/,
-fsync new/. NAME is Dovecot-style `SECS.MUSECSPPID_QCOUNT.HOST,S=SIZE`.
+fsync new/ (MaildirJob splits these steps so roost.delivery.commit_thread can share the
+fsync of new/ among the deliveries of a batch). NAME is Dovecot-style
+`SECS.MUSECSPPID_QCOUNT.HOST,S=SIZE`. The Maildir's directories are made at the first
+delivery of a process (and again when they have gone), not checked at every one.
 
 Invariants: a function either stores the whole message durably or raises MailboxError and
 leaves the mailbox as it was. Size limits (mailbox_size_limit / virtual_mailbox_limit)
@@ -28,7 +31,9 @@ import os
 import re
 import socket
 import time
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
+
+from roost.store.maildir.deliver import fsync_dir as fsync_directory
 
 CHUNK = 64 * 1024
 DOTLOCK_STALE = 300
@@ -84,6 +89,18 @@ def _mbox_body(source: BinaryIO) -> Iterator[bytes]:
             yield _FROM_LINE.sub(b">From ", complete)
     if pending:
         yield _FROM_LINE.sub(b">From ", pending) + b"\n"
+
+
+def content_chunks(request) -> Callable[[], Iterator[bytes]]:
+    """A DeliveryRequest's message with LF line ends, as a callable giving chunks: the
+    queue's own form when the request carries it (lf_content), else content() converted."""
+    if request.lf_content is not None:
+        return request.lf_content
+
+    def chunks() -> Iterator[bytes]:
+        with request.content() as source:
+            yield from lf_chunks(source)
+    return chunks
 
 
 def mbox_separator(sender: str, when: float | None = None) -> bytes:
@@ -190,44 +207,112 @@ def ensure_maildir(root: str, owner: tuple[int, int] | None = None) -> None:
             pass
 
 
+_hostname: str | None = None
+_known_maildirs: set[str] = set()   # made (or found) complete by this process already
+
+
 def _unique_name() -> str:
+    global _hostname
+    if _hostname is None:   # Postfix too learns its host name once per process
+        _hostname = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
     now = time.time()
     secs = int(now)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{secs}.M{int((now - secs) * 1e6)}P{os.getpid()}Q{next(_counter)}.{host}"
+    return f"{secs}.M{int((now - secs) * 1e6)}P{os.getpid()}Q{next(_counter)}.{_hostname}"
+
+
+class MaildirJob:
+    """One Maildir delivery in its two durable steps, so that several can share the
+    directory fsync (roost.delivery.commit_thread): `write()` makes tmp/NAME and fsyncs it;
+    `publish()` renames it into new/ and returns the directory whose fsync must follow;
+    the delivery is durable once that fsync has completed. `chunks()` yields the message
+    with LF line ends; `owner`: chown the file (and directories made) when running as root."""
+
+    def __init__(self, root: str, headers: bytes, chunks, *, size_limit: int = 0,
+                 owner: tuple[int, int] | None = None):
+        self.root = root
+        self.headers = headers
+        self.chunks = chunks
+        self.size_limit = size_limit
+        self.owner = owner
+        self.tmp = ""
+        self.final = ""
+
+    def _prepare(self) -> None:
+        os.makedirs(os.path.dirname(self.root.rstrip("/")) or ".", exist_ok=True)
+        ensure_maildir(self.root, self.owner)
+        _known_maildirs.add(self.root)
+
+    def _open_tmp(self, base: str) -> int:
+        self.tmp = os.path.join(self.root, "tmp", base)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        if self.root not in _known_maildirs:
+            self._prepare()
+        try:
+            return os.open(self.tmp, flags, 0o600)
+        except FileNotFoundError:   # removed since: make it again, as the first time
+            self._prepare()
+            return os.open(self.tmp, flags, 0o600)
+
+    def write(self) -> None:
+        try:
+            base = _unique_name()
+            fd = self._open_tmp(base)
+            size = 0
+            chunks = iter(self.chunks())
+            try:
+                first = next(chunks, b"")   # small messages: one write with the headers
+                head = [self.headers + first] if len(first) <= CHUNK else [self.headers, first]
+                for piece in itertools.chain(head, chunks):
+                    size += len(piece)
+                    if self.size_limit and size > self.size_limit:
+                        raise MailboxError(f"cannot create maildir file {self.tmp}: file too large",
+                                           "5.2.2", False)
+                    _write_all(fd, piece)
+                os.fsync(fd)
+                if self.owner is not None and os.geteuid() == 0:
+                    os.fchown(fd, self.owner[0], self.owner[1])
+            except BaseException:
+                os.close(fd)
+                os.unlink(self.tmp)
+                raise
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            os.close(fd)
+            self.final = os.path.join(self.root, "new", f"{base},S={size}")
+        except OSError as exc:
+            raise MailboxError(f"create maildir file {self.root}: {exc.strerror or exc}", "4.2.0") from None
+
+    def publish(self) -> str:
+        try:
+            try:
+                os.rename(self.tmp, self.final)
+            except FileNotFoundError:
+                if not os.path.exists(self.tmp):
+                    raise
+                self._prepare()   # new/ went away under us
+                os.rename(self.tmp, self.final)
+        except OSError as exc:
+            self.discard()
+            raise MailboxError(f"create maildir file {self.root}: {exc.strerror or exc}", "4.2.0") from None
+        return os.path.join(self.root, "new")
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
 
 
 def deliver_maildir(root: str, headers: bytes, source: BinaryIO, *, size_limit: int = 0,
                     owner: tuple[int, int] | None = None) -> str:
     """Store one message in the Maildir `root` (created if missing); returns the new/ path."""
+    job = MaildirJob(root, headers, lambda: lf_chunks(source), size_limit=size_limit, owner=owner)
+    job.write()
+    directory = job.publish()
     try:
-        os.makedirs(os.path.dirname(root.rstrip("/")) or ".", exist_ok=True)
-        ensure_maildir(root, owner)
-        base = _unique_name()
-        tmp = os.path.join(root, "tmp", base)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        size = 0
-        try:
-            for piece in itertools.chain([headers], lf_chunks(source)):
-                size += len(piece)
-                if size_limit and size > size_limit:
-                    raise MailboxError(f"cannot create maildir file {tmp}: file too large", "5.2.2", False)
-                _write_all(fd, piece)
-            os.fsync(fd)
-            if owner is not None and os.geteuid() == 0:
-                os.fchown(fd, owner[0], owner[1])
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        final = os.path.join(root, "new", f"{base},S={size}")
-        os.rename(tmp, final)
-        directory = os.open(os.path.join(root, "new"), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return final
+        fsync_directory(directory)
     except OSError as exc:
         raise MailboxError(f"create maildir file {root}: {exc.strerror or exc}", "4.2.0") from None
+    return job.final

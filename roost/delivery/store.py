@@ -2,7 +2,8 @@
 LMTP listener (issue 7: existing Postfix + Dovecot configurations "just work", without roost
 talking LMTP to itself).
 
-The message is spooled once to an unnamed file in mail_temp_dir, each recipient is looked up
+The message is spooled once to an unnamed file (in memory up to MEMORY_SPOOL bytes, else in
+mail_temp_dir), each recipient is looked up
 in the Dovecot userdb exactly as roost's LMTP server does (roost.lmtp.recipient: the
 recipient_delimiter detail, 550 5.1.1 for unknown users) and delivered with the same step
 (roost.lmtp.delivery.deliver_all: trace headers, lmtp_save_to_detail_mailbox, quota replies,
@@ -10,6 +11,12 @@ Dovecot's `saved mail to INBOX` log lines). The outcome of each recipient is the
 Postfix's lmtp(8) would have logged it over the socket: relay=`myhostname[/path]` (unix) or
 `host[addr]:port`, `250 2.0.0 <rcpt> ID Saved`, or `host ... said: 550 5.1.1 ... (in reply to
 RCPT TO command)`; 4xx defers, 5xx bounces.
+
+The blocking part runs on the process's commit thread (roost.delivery.commit_thread, shared
+with virtual(8) and local(8) Maildir writes): deliveries of the queue manager into the store
+follow one another instead of contending for the same mailbox lock from several threads,
+and the fsyncs of new/ are shared by the deliveries of a batch (the results reach the
+queue manager only after them).
 
 Invariants: `deliver` never raises; the spool file is closed on every path; a recipient gets
 `sent` only after the store made the message durable (UserStore.deliver).
@@ -25,10 +32,12 @@ import tempfile
 import time
 
 from roost.delivery import BOUNCED, DEFERRED, SENT, DeliveryRequest, RecipientResult
+from roost.delivery import commit_thread
 from roost.delivery.destination import parse_nexthop
 from roost.delivery.logline import Timer, log_results
 
 CHUNK = 64 * 1024
+MEMORY_SPOOL = 1024 * 1024
 
 
 def _relay(request: DeliveryRequest, settings) -> tuple[str, str]:
@@ -42,15 +51,44 @@ def _relay(request: DeliveryRequest, settings) -> tuple[str, str]:
 
 
 def _spool(request: DeliveryRequest, directory: str):
-    os.makedirs(directory, exist_ok=True)
-    spool = tempfile.TemporaryFile(dir=directory, prefix="roost-qmgr-lmtp.")
+    """The message (CRLF) in an unnamed file: in memory (memfd) up to MEMORY_SPOOL bytes,
+    which spares the file system an inode per delivery, else in mail_temp_dir."""
+    spool = _memory_file()
+    in_memory = spool is not None
+    if spool is None:
+        spool = _disk_file(directory)
     size = 0
     with request.content() as source:
         while chunk := source.read(CHUNK):
+            if in_memory and size + len(chunk) > MEMORY_SPOOL:
+                spool = _moved_to_disk(spool, directory)
+                in_memory = False
             spool.write(chunk)
             size += len(chunk)
     spool.flush()
     return spool, size
+
+
+def _memory_file():
+    try:
+        return os.fdopen(os.memfd_create("roost-qmgr-lmtp", os.MFD_CLOEXEC), "w+b")
+    except (AttributeError, OSError):   # no memfd here: a file in mail_temp_dir
+        return None
+
+
+def _disk_file(directory: str):
+    os.makedirs(directory, exist_ok=True)
+    return tempfile.TemporaryFile(dir=directory, prefix="roost-qmgr-lmtp.")
+
+
+def _moved_to_disk(spool, directory: str):
+    disk = _disk_file(directory)
+    spool.flush()
+    spool.seek(0)
+    while chunk := spool.read(CHUNK):
+        disk.write(chunk)
+    spool.close()
+    return disk
 
 
 def _deliver_blocking(request: DeliveryRequest, config, settings) -> list:
@@ -102,7 +140,9 @@ async def deliver(request: DeliveryRequest, settings, *, resolver=None, log, lmt
     timer = Timer(request)
     relay, label = _relay(request, settings)
     try:
-        answers = await asyncio.to_thread(_deliver_blocking, request, lmtp_config, settings)
+        job = commit_thread.StoreJob(_deliver_blocking, request, lmtp_config, settings)
+        await commit_thread.run(job)
+        answers = job.value
         timer.mark_connected()
         results = []
         for recipient, (stage, reply) in zip(request.recipients, answers):

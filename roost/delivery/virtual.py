@@ -11,8 +11,13 @@ and the Delivered-To loop check are local(8)'s (roost.delivery.mailbox / local).
 Results: relay=virtual, `delivered to maildir` / `delivered to mailbox`; unknown recipients
 bounce `unknown user: "user@domain"` (5.1.1).
 
+Maildir writes that need no other uid go to the process's commit thread
+(roost.delivery.commit_thread: one fsync of new/ for the deliveries of a batch, no thread-pool
+hop per message); the recipients of one request are written together. Others fork to the
+mailbox's uid (roost.delivery.privileges) as before.
+
 Invariants: `deliver` never raises; a mailbox path never escapes virtual_mailbox_base (`..`
-components are refused).
+components are refused); `sent` only after the Maildir file and new/ are fsynced.
 Security: writes happen with the mailbox's uid/gid (roost.delivery.privileges), never root.
 """
 
@@ -22,10 +27,12 @@ import asyncio
 import os
 
 from roost.delivery import BOUNCED, DEFERRED, SENT, DeliveryRequest, Recipient, RecipientResult
+from roost.delivery import commit_thread
 from roost.delivery.local import delivered_to_values
 from roost.delivery.logline import Timer, log_results
-from roost.delivery.mailbox import MailboxError, append_mbox, deliver_maildir, delivery_headers
-from roost.delivery.privileges import run_as
+from roost.delivery.mailbox import (MailboxError, MaildirJob, append_mbox, content_chunks,
+                                    deliver_maildir, delivery_headers)
+from roost.delivery.privileges import run_as, runs_in_process
 from roost.tables import open_table
 from roost.tables.access import split_extension
 from roost.tables.base import TableError
@@ -62,19 +69,50 @@ def _mbox(path: str, sender: str, headers: bytes, opener, limit: int) -> int:
         return append_mbox(path, sender, headers, source, size_limit=limit)
 
 
-async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, loops: set[str]) -> RecipientResult:
+class _Conf:
+    """The parameters virtual(8) reads per recipient, taken from one Settings once."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.delimiter = settings.get("recipient_delimiter")
+        self.maps = tuple(settings.list("virtual_mailbox_maps"))
+        self.uid_maps = tuple(settings.list("virtual_uid_maps"))
+        self.gid_maps = tuple(settings.list("virtual_gid_maps"))
+        self.minimum_uid = settings.int("virtual_minimum_uid")
+        self.base = settings.get("virtual_mailbox_base")
+        self.limit = settings.size("virtual_mailbox_limit")
+
+
+_confs: dict[int, _Conf] = {}
+
+
+def _conf(settings) -> _Conf:
+    found = _confs.get(id(settings))
+    if found is None or found.settings is not settings:
+        if len(_confs) > 64:
+            _confs.clear()
+        found = _confs[id(settings)] = _Conf(settings)
+    return found
+
+
+async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, loops: set[str],
+                      one_at_a_time: asyncio.Lock | None = None) -> RecipientResult:
+    """One recipient; `one_at_a_time` serializes the writes that do not go to the commit
+    thread (mbox appends, forks to another uid), which the recipients of a request would
+    otherwise make at once (and then wait for each other's mailbox locks)."""
     address = recipient.address
+    conf = _conf(settings)
 
     def result(status: str, dsn: str, text: str) -> RecipientResult:
         return RecipientResult(recipient, status, dsn, text, "virtual")
 
     if address.lower() in loops:
         return result(BOUNCED, "5.4.6", f"mail forwarding loop for {address}")
-    keys = _keys(address, settings.get("recipient_delimiter"))
+    keys = _keys(address, conf.delimiter)
     try:
-        path = _lookup(settings.list("virtual_mailbox_maps"), keys)
-        uid_text = _lookup(settings.list("virtual_uid_maps"), keys) if path else None
-        gid_text = _lookup(settings.list("virtual_gid_maps"), keys) if path else None
+        path = _lookup(conf.maps, keys)
+        uid_text = _lookup(conf.uid_maps, keys) if path else None
+        gid_text = _lookup(conf.gid_maps, keys) if path else None
     except TableError as exc:
         return result(DEFERRED, "4.3.0", f"virtual_mailbox_maps lookup failure: {exc}")
     if path is None:
@@ -84,19 +122,24 @@ async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, 
     if not gid_text or not gid_text.isdigit():
         return result(DEFERRED, "4.3.0", f"recipient {address}: gid not found in virtual_gid_maps")
     uid, gid = int(uid_text), int(gid_text)
-    if uid < settings.int("virtual_minimum_uid"):
+    if uid < conf.minimum_uid:
         return result(DEFERRED, "4.3.0", f"recipient {address}: bad uid {uid} in virtual_uid_maps")
     if path.startswith("/") or ".." in path.split("/"):
         return result(DEFERRED, "4.3.0", f"recipient {address}: bad mailbox path {path!r} in virtual_mailbox_maps")
-    full = os.path.join(settings.get("virtual_mailbox_base"), path)
+    full = os.path.join(conf.base, path)
     headers = delivery_headers(request.sender, recipient.original or address, address)
-    limit = settings.size("virtual_mailbox_limit")
+    limit = conf.limit
     try:
-        if path.endswith("/"):
-            await asyncio.to_thread(run_as, uid, gid, _maildir, full, headers, request.content, limit)
+        if path.endswith("/") and runs_in_process(uid):
+            await commit_thread.run(MaildirJob(full, headers, content_chunks(request), size_limit=limit))
             return result(SENT, "2.0.0", "delivered to maildir")
-        await asyncio.to_thread(run_as, uid, gid, _mbox, full, request.sender, headers, request.content, limit)
-        return result(SENT, "2.0.0", "delivered to mailbox")
+        async with one_at_a_time or asyncio.Lock():
+            if path.endswith("/"):
+                await asyncio.to_thread(run_as, uid, gid, _maildir, full, headers, request.content, limit)
+                return result(SENT, "2.0.0", "delivered to maildir")
+            await asyncio.to_thread(run_as, uid, gid, _mbox, full, request.sender, headers, request.content,
+                                    limit)
+            return result(SENT, "2.0.0", "delivered to mailbox")
     except MailboxError as exc:
         return result(DEFERRED if exc.temporary else BOUNCED, exc.dsn, exc.text)
     except OSError as exc:
@@ -105,17 +148,23 @@ async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, 
 
 async def deliver(request: DeliveryRequest, settings, *, resolver=None, log) -> list[RecipientResult]:
     timer = Timer(request)
-    results = []
     try:
-        loops = delivered_to_values(request.content)
+        loops = delivered_to_values(content_chunks(request))
     except Exception:
         loops = set()
-    for recipient in request.recipients:
+
+    one_at_a_time = asyncio.Lock()
+
+    async def one(recipient: Recipient) -> RecipientResult:
         try:
-            outcome = await deliver_one(request, recipient, settings, loops)
+            return await deliver_one(request, recipient, settings, loops, one_at_a_time)
         except Exception as exc:   # the contract: never raise
-            outcome = RecipientResult(recipient, DEFERRED, "4.3.0", f"unexpected error in virtual delivery: {exc!r}",
-                                      "virtual")
-        results.append(outcome)
+            return RecipientResult(recipient, DEFERRED, "4.3.0", f"unexpected error in virtual delivery: {exc!r}",
+                                   "virtual")
+
+    if len(request.recipients) == 1:
+        results = [await one(request.recipients[0])]
+    else:   # written together: their Maildir files share one commit batch
+        results = list(await asyncio.gather(*(one(r) for r in request.recipients)))
     log_results(log, request.queue_id, results, timer)
     return results

@@ -116,7 +116,8 @@ def make_service(context):
         return None
 
     async def background(stopping):
-        listener = await trigger.listen(settings.get("queue_directory"), manager.request)
+        listener = await trigger.listen(settings.get("queue_directory"), manager.request,
+                                        manager.queued)
         try:
             await manager.run(stopping)
         finally:

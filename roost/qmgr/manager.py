@@ -5,15 +5,21 @@ Implements Postfix's qmgr(8) life cycle (QSHAPE_README, qmgr(8), postconf(5)):
 - start-up recovery (roost.queue.recovery): files left in `active` go back to `incoming`,
   corrupt ones are set aside in `corrupt` with Postfix's warning; nothing valid is lost; only
   complete files (owner-execute bit set by cleanup's finish) are ever picked up;
-- `incoming` is scanned when cleanup pokes the trigger socket (roost.qmgr.trigger) and
-  every second; `deferred` every `queue_run_delay`, taking files whose retry time (kept as
-  the file's modification time, as Postfix does) has come, or all of them on a flush;
+- a file cleanup announces on the trigger socket (roost.qmgr.trigger `I:ID`) is taken at
+  once; `incoming` is scanned on an `I` request, every second, and (while no announcements
+  come) after a delivery when the last scan found mail; `maildrop` (pickup) on a
+  `W` or `A` request and every second; `deferred` every `queue_run_delay`, taking files
+  whose retry time (kept as the file's modification time, as Postfix does) has come, or
+  all of them on a flush; a small queue file is read once and its bytes kept while the
+  message is active (roost.qmgr.content, at most HELD_BYTES in all);
 - at most `qmgr_message_active_limit` messages are active; each pending recipient is
   resolved (roost.qmgr.routing) (a transport listed in defer_transports is deferred with
   `4.3.2 deferred transport` unless the message was taken by a flush), grouped per (transport, nexthop) in batches, and delivered
   by the agent of the transport's master.cf command, at most the destination concurrency
   limit at once (roost.qmgr.schedule);
-- a delivered recipient is marked done in the file at once; when every batch of a message
+- a delivered recipient is marked done in the file at once, unless the file is removed
+  right away because every recipient is done (as Postfix, which marks in place only what
+  must survive: a crash in between delivers again, never loses); when every batch of a message
   is back, failed recipients are returned to the sender (roost.delivery.notify: RFC 3464
   report queued through cleanup) and only then marked done, and
   the message is removed (all done) or moved to `deferred` with its next retry time, unless
@@ -46,6 +52,7 @@ from roost.delivery import DEFERRED, DeliveryRequest, Recipient, RecipientResult
 from roost.delivery.bounce import DELAY, FAILURE
 from roost.delivery.connection_cache import ConnectionCache
 from roost.delivery.notify import delay_warning_due
+from roost.qmgr import content
 from roost.qmgr.content import open_crlf
 from roost.qmgr.pickup import prepare_maildrop
 from roost.qmgr.routing import Router, split_transport
@@ -58,6 +65,8 @@ DEFERRED_TRANSPORT = "4.3.2 deferred transport"
 DELAY_WARNED_MARK = "delay_warned=yes"  # first line of the defer log once the warning is queued
 
 INCOMING_SCAN_INTERVAL = 1.0
+ANNOUNCED_RECENTLY = 2.0  # seconds: while cleanup announces files, no rescan after deliveries
+HELD_BYTES = 32 * 1024 * 1024  # queue file bytes kept in memory for active messages, in all
 
 Agent = Callable[..., Any]  # async deliver(request, settings, *, resolver, log) -> results
 Notifier = Callable[[str, DeliveryRequest, list[RecipientResult]], Awaitable[Any]]
@@ -74,9 +83,20 @@ class ActiveMessage:
     path: str
     active_time: float
     batches_left: int = 0
+    batches_total: int = 0
+    batches_returned: int = 0  # batches whose agent has answered (their marks may still run)
+    unclean: bool = False  # some recipient was not simply delivered: every batch marks its own
     outcomes: list = field(default_factory=list)  # (recipient record offset, RecipientResult)
     redirect: str | None = None  # cleanup's redirect_to: every copy goes there
     delay_warned: bool = False  # the sender has had its delay warning (kept in the defer log)
+    held: bytes | None = None  # the queue file's bytes (small files), for its deliveries
+    source_queue: str = "incoming"
+
+    def lf_content(self):
+        return content.lf_chunks(self.qf, self.held)
+
+    def crlf_content(self):
+        return open_crlf(self.qf, self.held)
 
 
 def envelope_of(qf) -> dict:
@@ -107,10 +127,19 @@ class QueueManager:
         # batches not yet started, per destination (transport, nexthop), in arrival order
         self.waiting: dict[tuple[str, str], deque[tuple[ActiveMessage, Batch]]] = {}
         self._limits: dict[str, int] = {}  # transport -> destination concurrency limit
+        self._rcpt_limits: dict[str, int] = {}  # transport -> destination recipient limit
         self.running: dict[tuple[str, str], int] = {}
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
         self.flush_requested = False
+        self.pickup_requested = True
+        self.next_timed_scan = 0.0      # monotonic time of the next scan of incoming + maildrop
+        self.incoming_requested = True
+        self.scan_blocked = False       # the last scan stopped at qmgr_message_active_limit
+        self.scan_found = False         # the last scan of incoming activated something
+        self.last_announcement = -1e9   # monotonic time cleanup last announced a file
+        self.held_bytes = 0
+        self.recovered: set[str] = set()  # requeued at start: they may have a defer log
         self.next_deferred_scan = 0.0
         self.active_limit = max(1, settings.int("qmgr_message_active_limit"))
         self.defer_transports = frozenset(settings.list("defer_transports"))
@@ -131,7 +160,8 @@ class QueueManager:
     def recover(self) -> None:
         """qmgr's start-up: roost.queue.recovery (active back to incoming, corrupt files set
         aside, dead writers' temporary files removed)."""
-        recovery.recover_at_start(self.layout, self.log)
+        report = recovery.recover_at_start(self.layout, self.log)
+        self.recovered = set(getattr(report, "requeued", ()) or ())
         prepare_maildrop(self.layout)
 
     # ---- the loop ------------------------------------------------------------------------
@@ -139,9 +169,19 @@ class QueueManager:
     async def run(self, stopping: asyncio.Event) -> None:
         self.recover()
         while not stopping.is_set():
-            if self.pickup is not None:
+            now = time.monotonic()
+            timed = now >= self.next_timed_scan
+            if timed:
+                self.next_timed_scan = now + INCOMING_SCAN_INTERVAL
+            if self.pickup is not None and (timed or self.pickup_requested):
+                self.pickup_requested = False
                 await asyncio.to_thread(self.pickup.scan)
-            self.scan()
+                self.incoming_requested = True
+            if timed or self.incoming_requested or self.scan_blocked:
+                self.incoming_requested = False
+                self.scan()
+            else:
+                self.scan_deferred()
             self.dispatch()
             self.wake.clear()
             stop_wait = asyncio.ensure_future(stopping.wait())
@@ -160,21 +200,45 @@ class QueueManager:
         if kind == "F":
             self.flush_requested = True
             self.next_deferred_scan = 0.0
+        if kind in ("W", "A"):
+            self.pickup_requested = True
+        if kind in ("I", "A", "W"):
+            self.incoming_requested = True
         self.wake.set()
 
+    def queued(self, queue_id: str) -> None:
+        """cleanup announced a new queue file (trigger `I:ID`): take it now, without a scan
+        (when the active queue is full, the next scan finds it)."""
+        self.last_announcement = time.monotonic()
+        if queue_id in self.active or len(self.active) >= self.active_limit:
+            self.scan_blocked = self.scan_blocked or queue_id not in self.active
+            return
+        try:
+            path = self.layout.path("incoming", queue_id)
+        except ValueError:
+            return
+        if self.activate("incoming", queue_id, path):
+            self.dispatch()
+
     def scan(self) -> None:
-        now = self.clock()
-        for queue_id, path in list(recovery.ready(self.layout, "incoming")):
+        self.scan_blocked = self.scan_found = False
+        for queue_id, path in list(self.layout.scan("incoming")):
             if len(self.active) >= self.active_limit:
+                self.scan_blocked = True
                 return
-            if queue_id not in self.active:
-                self.activate("incoming", queue_id, path)
+            if queue_id not in self.active and recovery.is_ready(path):
+                self.scan_found = self.activate("incoming", queue_id, path) or self.scan_found
+        self.scan_deferred()
+
+    def scan_deferred(self) -> None:
+        now = self.clock()
         if now < self.next_deferred_scan:
             return
         self.next_deferred_scan = now + self.settings.time("queue_run_delay")
         flush, self.flush_requested = self.flush_requested, False
         for queue_id, path in list(self.layout.scan("deferred")):
             if len(self.active) >= self.active_limit:
+                self.scan_blocked = True
                 return
             try:
                 due = flush or os.stat(path).st_mtime <= now
@@ -183,17 +247,30 @@ class QueueManager:
             if due and queue_id not in self.active:
                 self.activate("deferred", queue_id, path, flushed=flush)
 
-    def activate(self, queue: str, queue_id: str, path: str, flushed: bool = False) -> None:
+    def activate(self, queue: str, queue_id: str, path: str, flushed: bool = False) -> bool:
+        """Move one complete file to `active` and queue its deliveries; False when the
+        file is not there or not complete (yet)."""
         try:
-            qf = read_envelope(path, queue_id)
+            loaded = content.load(path, queue_id)
         except QueueFileError as exc:
+            if not os.path.lexists(path):
+                return False   # taken already (a scan, an announcement), or removed by postsuper
             self._set_aside(queue, queue_id, str(exc))
-            return
-        active_path = self._move(queue, "active", queue_id)
-        if active_path is None:
-            return
+            return False
+        if loaded is None:  # cleanup is still writing it
+            return False
+        qf, held = loaded
+        active_path = os.path.join(self.layout.ensure_directory("active", queue_id), queue_id)
+        try:
+            os.rename(path, active_path)
+        except OSError as exc:
+            self.log.warning(f"{queue_id}: cannot move from {queue} to active: {exc}")
+            return False
         qf.path = active_path
-        message = ActiveMessage(qf, active_path, self.clock())
+        message = ActiveMessage(qf, active_path, self.clock(), source_queue=queue)
+        if held is not None and self.held_bytes + len(held) <= HELD_BYTES:
+            message.held = held
+            self.held_bytes += len(held)
         self.active[queue_id] = message
         self.log.info(f"{queue_id}: from=<{qf.sender or ''}>, size={qf.content_size}, "
                       f"nrcpt={len(qf.recipients)} (queue active)")
@@ -214,16 +291,31 @@ class QueueManager:
                 # Postfix hands these to its retry service, which logs them as error(8)
                 transport, nexthop = "retry", DEFERRED_TRANSPORT
             triples.append((transport, nexthop, recipient))
-        work = batches(triples, lambda transport: recipient_limit(self.settings, transport))
+        work = batches(triples, self._recipient_limit)
         if message.redirect and triples:  # one copy, whatever the number of recipients
             work = [Batch(triples[0][0], triples[0][1], tuple(t[2] for t in triples))]
-        message.batches_left = len(work)
+        message.batches_left = message.batches_total = len(work)
         if not work:
+            self._release(message)
             self.finish(message, [])
-            return
+            return True
         for batch in work:
             self.waiting.setdefault((batch.transport, batch.nexthop), deque()).append(
                 (message, batch))
+        return True
+
+    def _release(self, message: ActiveMessage) -> None:
+        """The message's deliveries are over: its kept bytes go (in the loop's thread, which
+        alone counts them)."""
+        if message.held is not None:
+            self.held_bytes -= len(message.held)
+            message.held = None
+
+    def _recipient_limit(self, transport: str) -> int:
+        limit = self._rcpt_limits.get(transport)
+        if limit is None:   # settings are fixed for the manager's life
+            limit = self._rcpt_limits[transport] = recipient_limit(self.settings, transport)
+        return limit
 
     def dispatch(self) -> None:
         """Start waiting batches while their destination has a free slot (one pass over the
@@ -264,8 +356,8 @@ class QueueManager:
                 request = DeliveryRequest(
                     queue_id=qf.queue_id, sender=qf.sender or "", recipients=recipients,
                     transport=batch.transport, nexthop=batch.nexthop, arrival_time=qf.arrival,
-                    content=lambda: open_crlf(qf), envelope=envelope_of(qf),
-                    active_time=message.active_time)
+                    content=message.crlf_content, envelope=envelope_of(qf),
+                    active_time=message.active_time, lf_content=message.lf_content)
                 extra = {}
                 if self._cache_wanted(batch, deliver):
                     extra["cache"] = self.connection_cache
@@ -273,8 +365,10 @@ class QueueManager:
                                              log=agent_log, **extra))
                 if message.redirect:  # the one copy settles every original recipient
                     results = results[:1] * len(batch.recipients)
-            await asyncio.to_thread(self._mark, message, batch, results)
+            if not self._removed_after(message, results):
+                await asyncio.to_thread(self._mark, message, batch, results)
         except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the manager
+            message.unclean = True
             self.log.warning(f"{qf.queue_id}: delivery via {batch.transport} failed: "
                              f"{type(exc).__name__}: {exc}")
             results = [RecipientResult(r, DEFERRED, "4.3.0", "delivery agent failure", "none")
@@ -287,7 +381,24 @@ class QueueManager:
         if message.batches_left == 0:
             await self.complete(message)
         self.dispatch()
-        self.wake.set()
+        if self.scan_blocked:   # room in the active queue again
+            self.wake.set()
+        elif self.scan_found and time.monotonic() - self.last_announcement > ANNOUNCED_RECENTLY:
+            # mail is coming in without announcements (a cleanup that does not send them):
+            # look again as each delivery ends, instead of once a second
+            self.incoming_requested = True
+            self.wake.set()
+
+    @staticmethod
+    def _removed_after(message: ActiveMessage, results: list[RecipientResult]) -> bool:
+        """This is the message's last batch to answer and every recipient of the message was
+        delivered: the file is removed next, so marking them done in it would be wasted.
+        (Decided when the agent answers, before any await: batches still marking theirs
+        finish before the message completes.)"""
+        message.batches_returned += 1
+        if not all(r.status == "sent" and not _bounced_expansions(r) for r in results):
+            message.unclean = True
+        return message.batches_returned == message.batches_total and not message.unclean
 
     def _cache_wanted(self, batch: Batch, deliver) -> bool:
         """smtp_connection_cache_on_demand: keep the connection when more mail waits for
@@ -347,6 +458,10 @@ class QueueManager:
                             for o, r in outcomes]
                 failed = []
         message.outcomes = outcomes
+        self._release(message)
+        if not failed and all(r.status != DEFERRED for _o, r in outcomes):
+            self.finish(message, [])   # unlinks only: not worth a thread hop
+            return
         await asyncio.to_thread(self.finish, message, [o for o, _r in failed])
 
     async def _warn_if_delayed(self, message: ActiveMessage, outcomes) -> None:
@@ -379,7 +494,8 @@ class QueueManager:
         qf = message.qf
         return DeliveryRequest(queue_id=qf.queue_id, sender=qf.sender or "", recipients=(),
                                transport="", nexthop="", arrival_time=qf.arrival,
-                               content=lambda: open_crlf(qf), envelope=envelope_of(qf))
+                               content=message.crlf_content, envelope=envelope_of(qf),
+                               lf_content=message.lf_content)
 
     def finish(self, message: ActiveMessage, failed_offsets: list[int]) -> None:
         qf = message.qf
@@ -409,10 +525,13 @@ class QueueManager:
         except OSError as exc:
             self.log.warning(f"{qf.queue_id}: remove {message.path}: {exc.strerror}")
             return
-        try:
-            os.unlink(self.layout.path("defer", qf.queue_id))
-        except OSError:
-            pass
+        # a defer log exists only for a message that was deferred before
+        if message.source_queue != "incoming" or qf.queue_id in self.recovered:
+            self.recovered.discard(qf.queue_id)
+            try:
+                os.unlink(self.layout.path("defer", qf.queue_id))
+            except OSError:
+                pass
         self.log.info(f"{qf.queue_id}: removed")
 
     def _write_defer_log(self, queue_id: str, deferred, delay_warned: bool = False) -> None:

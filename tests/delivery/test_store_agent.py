@@ -55,3 +55,55 @@ def test_store_shortcut_delivers_and_reports_like_lmtp(tmp_path):
     content = (new / name).read_bytes()
     assert b"Return-Path: <alice@example.org>" in content and b"Hello.\n.leading dot\n" in content.replace(b"\r", b"")
     assert all(text.startswith("4ABCDEF12: to=<") for _, text in log.lines)
+
+
+def test_large_message_spills_from_memory_to_mail_temp_dir(tmp_path, monkeypatch):
+    small, _size = store_agent._spool(request("alice", transport="lmtp"), str(tmp_path / "none"))
+    small.close()
+    assert not os.path.exists(tmp_path / "none")   # in memory: the directory was not needed
+    monkeypatch.setattr(store_agent, "MEMORY_SPOOL", 64)
+    big = b"Subject: big\r\n\r\n" + b"0123456789abcdef\r\n" * 5000
+    req = request("alice", transport="lmtp", nexthop="unix:/run/dovecot/lmtp", message=big)
+    spool, size = store_agent._spool(req, str(tmp_path / "spool"))
+    try:
+        spool.seek(0)
+        assert size == len(big) and spool.read() == big
+        assert os.path.isdir(tmp_path / "spool")   # the disk file lives (unnamed) there
+    finally:
+        spool.close()
+    results = asyncio.run(store_agent.deliver(req, settings_of(), log=RecordingLog(),
+                                              lmtp_config=config(tmp_path)))
+    assert [r.status for r in results] == ["sent"]
+    [name] = os.listdir(tmp_path / "alice" / "Maildir" / "new")
+    assert (tmp_path / "alice" / "Maildir" / "new" / name).read_bytes().endswith(
+        big.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n"))
+
+
+def test_store_deliveries_of_a_batch_share_the_fsync_of_new(tmp_path, monkeypatch):
+    from roost.delivery import commit_thread
+    from roost.store.maildir import deliver as maildir_deliver
+    from tests.delivery.test_commit_thread import run_batched
+
+    direct, batched = [], []
+    monkeypatch.setattr(maildir_deliver, "fsync_dir", lambda path: direct.append(path))
+    real = commit_thread.fsync_directory
+    monkeypatch.setattr(commit_thread, "fsync_directory", lambda path: (batched.append(path), real(path)))
+    lmtp = config(tmp_path)
+    jobs = [commit_thread.StoreJob(store_agent._deliver_blocking, request("alice", transport="lmtp",
+                                                                           queue_id=f"4ABCDEF1{n}"),
+                                   lmtp, settings_of()) for n in range(3)]
+    run_batched(commit_thread.CommitThread(), jobs)
+    assert [[stage for stage, _reply in job.value] for job in jobs] == [["dot"]] * 3
+    assert all(reply.code == 250 for job in jobs for _stage, reply in job.value)
+    new = str(tmp_path / "alice" / "Maildir" / "new")
+    assert len(os.listdir(new)) == 3
+    assert direct == [] and batched == [new]   # one fsync of new/ for the three, by the batch
+    # outside the commit thread the store syncs at once, as before
+    open_store = lmtp.open_store
+    with open(os.path.join(tmp_path, "message"), "w+b") as spool:
+        spool.write(b"Subject: x\r\n\r\nbody\r\n")
+        spool.flush()
+        from roost.lmtp.delivery import SpoolReader
+        open_store(Lookup(str(tmp_path)).lookup_user("alice", "lmtp")).deliver(
+            "INBOX", SpoolReader(b"", spool.fileno(), os.path.getsize(spool.name)))
+    assert direct == [new]

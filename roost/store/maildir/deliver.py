@@ -8,15 +8,23 @@ directory. Lines are stored with LF (Dovecot's mail_save_crlf=no); the name carr
 appending one record to dovecot-uidlist (reading only the file's ends), so a delivery never
 rewrites an index; the next sync records MODSEQ and the rest in roost.index.
 
-Invariants: when save() returns the file is durable (unless mail_fsync=never); the tmp file is
-removed on every failure; the base name is unique (time, microseconds, pid, host).
+Group commit: inside `deferred_directory_syncs()` (the queue manager's commit thread, see
+roost.delivery.commit_thread and roost.delivery.store) commit() collects the directories
+instead of fsyncing them, and the caller fsyncs each once for all the deliveries of its batch
+before any of them is reported.
+
+Invariants: when save() returns the file is durable (unless mail_fsync=never), or, inside
+deferred_directory_syncs(), will be once the collected directories are fsynced; the tmp file
+is removed on every failure; the base name is unique (time, microseconds, pid, host).
 Security: file names are generated here, never taken from the message or the caller.
 """
 
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Callable
+import threading
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterator
 
 from roost.store.maildir import uidlist as uidlist_file
 from roost.store.maildir.folder import MaildirFolder
@@ -30,6 +38,31 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_deferred = threading.local()
+
+
+@contextmanager
+def deferred_directory_syncs() -> Iterator[set]:
+    """In this thread, until the block ends, commit() adds the directories it would fsync to
+    the yielded set instead: the caller must fsync every one of them before it reports any
+    delivery made in the block as durable."""
+    collected: set = set()
+    previous = getattr(_deferred, "directories", None)
+    _deferred.directories = collected
+    try:
+        yield collected
+    finally:
+        _deferred.directories = previous
+
+
+def _sync_directory(path: str) -> None:
+    collected = getattr(_deferred, "directories", None)
+    if collected is None:
+        fsync_dir(path)
+    else:
+        collected.add(path)
 
 
 def write_temp(folder: MaildirFolder, source: BinaryIO, internal_date: float | None,
@@ -75,21 +108,27 @@ def commit(folder: MaildirFolder, items: list[tuple[str, str, str | None]]) -> l
     The renames happen under the dovecot-uidlist lock, as Dovecot does, so no sync can see a
     file before its record is appended (it would give it a second UID)."""
     subs = set()
+    placed = []
     try:
         with folder.lock():
+            token = folder.delivery_start()
             for temp_path, base, letters in items:
                 sub, name = ("new", base) if letters is None else ("cur",
                                                                    filename_with(base, letters))
                 os.rename(temp_path, os.path.join(folder.paths.mail, sub, name))
                 subs.add(sub)
+                placed.append((sub, name))
             uids = _append_records(folder, [base for _temp, base, _letters in items])
+            # an IMAP session's folder keeps its index current (the next sync needs no lock)
+            folder.record_delivered(token, [(uid, item[1], location) for uid, item, location
+                                            in zip(uids, items, placed)])
     except BaseException:
         for temp_path, _base, _letters in items:
             discard(temp_path)
         raise
     if folder.fsync:
         for sub in subs:
-            fsync_dir(os.path.join(folder.paths.mail, sub))
+            _sync_directory(os.path.join(folder.paths.mail, sub))
     return uids
 
 

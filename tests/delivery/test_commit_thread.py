@@ -1,0 +1,171 @@
+"""The Maildir commit thread (roost.delivery.commit_thread) and MaildirJob: group commit of
+new/ fsyncs, the durability order, and failures that stay with their own job."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import threading
+
+import pytest
+
+from roost.delivery import commit_thread as ct
+from roost.delivery import mailbox
+from roost.delivery.mailbox import MailboxError, MaildirJob, deliver_maildir, lf_chunks
+
+HEADERS = b"Return-Path: <a@x.test>\nDelivered-To: b@y.test\n"
+CRLF_MESSAGE = b"Subject: hi\r\n\r\nline one\r\nbare\rCR\r\n" + b"x" * 70000 + b"\r\nend\r\n"
+
+
+def lf(message: bytes):
+    return lambda: lf_chunks(io.BytesIO(message))
+
+
+class Blocker:
+    """A job that holds the thread until released: the jobs queued meanwhile join its batch."""
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def write(self):
+        self.started.set()
+        assert self.release.wait(10)
+
+    def publish(self):
+        return None
+
+
+def run_batched(thread: ct.CommitThread, jobs: list) -> list:
+    """Submit `jobs` while the thread is held, then let it go: they run as one batch."""
+    async def scenario():
+        blocker = Blocker()
+        first = asyncio.ensure_future(thread.run(blocker))
+        await asyncio.to_thread(blocker.started.wait, 10)
+        waiting = [asyncio.ensure_future(thread.run(job)) for job in jobs]
+        await asyncio.sleep(0)   # every job is queued before the thread may take the next batch
+        blocker.release.set()
+        await first
+        return await asyncio.gather(*waiting, return_exceptions=True)
+    return asyncio.run(scenario())
+
+
+def trace_syscalls(monkeypatch) -> list:
+    """(call, path) of every fsync and rename the jobs and the thread make, in order."""
+    events: list = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        events.append(("rename", str(dst)))
+        return real_rename(src, dst)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    return events
+
+
+def test_batch_shares_one_fsync_of_new_after_every_file_and_rename(tmp_path, monkeypatch):
+    root = str(tmp_path / "Maildir") + "/"
+    thread = ct.CommitThread()
+    events = trace_syscalls(monkeypatch)
+    jobs = [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)) for _ in range(5)]
+    results = run_batched(thread, jobs)
+    new = os.path.join(root, "new")
+    assert results == [new] * 5
+    assert thread.batches == 1 and thread.dir_syncs == 1   # they joined the held batch
+    assert sorted(os.listdir(new)) == sorted(os.path.basename(job.final) for job in jobs)
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    # every file fsynced before any rename, every rename before the one fsync of new/
+    kinds = [kind for kind, _path in events]
+    assert kinds == ["fsync"] * 5 + ["rename"] * 5 + ["fsync"]
+    assert events[-1] == ("fsync", new.rstrip("/"))
+    assert all("/tmp/" in path for _kind, path in events[:5])
+
+
+def test_stored_bytes_equal_the_single_delivery_path(tmp_path):
+    """The queue's LF content through the commit thread gives the file deliver_maildir
+    writes from the CRLF stream, name suffix (S=) included."""
+    one = deliver_maildir(str(tmp_path / "a") + "/", HEADERS, io.BytesIO(CRLF_MESSAGE))
+    [other] = run_batched(ct.CommitThread(), [MaildirJob(str(tmp_path / "b") + "/", HEADERS,
+                                                         lf(CRLF_MESSAGE))])
+    [name] = os.listdir(other)
+    with open(one, "rb") as first, open(os.path.join(other, name), "rb") as second:
+        assert first.read() == second.read()
+    assert one.rpartition(",S=")[2] == name.rpartition(",S=")[2]
+
+
+def test_a_failing_job_fails_alone_and_leaves_no_temp_file(tmp_path):
+    root = str(tmp_path / "Maildir") + "/"
+    good = [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)) for _ in range(2)]
+    too_big = MaildirJob(root, HEADERS, lf(CRLF_MESSAGE), size_limit=1000)
+    results = run_batched(ct.CommitThread(), [good[0], too_big, good[1]])
+    assert results[0] == results[2] == os.path.join(root, "new")
+    assert isinstance(results[1], MailboxError) and results[1].dsn == "5.2.2" and not results[1].temporary
+    assert len(os.listdir(os.path.join(root, "new"))) == 2
+    assert os.listdir(os.path.join(root, "tmp")) == []
+
+
+def test_a_failed_directory_fsync_fails_every_job_published_there(tmp_path, monkeypatch):
+    bad_root, good_root = str(tmp_path / "bad") + "/", str(tmp_path / "good") + "/"
+    real = ct.fsync_directory
+
+    def failing(path):
+        if path.startswith(bad_root):
+            raise OSError(5, "Input/output error")
+        real(path)
+    monkeypatch.setattr(ct, "fsync_directory", failing)
+    results = run_batched(ct.CommitThread(), [MaildirJob(bad_root, HEADERS, lf(CRLF_MESSAGE)),
+                                             MaildirJob(good_root, HEADERS, lf(CRLF_MESSAGE)),
+                                             MaildirJob(bad_root, HEADERS, lf(CRLF_MESSAGE))])
+    assert isinstance(results[0], OSError) and isinstance(results[2], OSError)
+    assert results[1] == os.path.join(good_root, "new")
+
+
+def test_missing_maildir_is_made_again_after_it_was_removed(tmp_path):
+    root = str(tmp_path / "Maildir") + "/"
+    thread = ct.CommitThread()
+    run_batched(thread, [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))])
+    for sub in ("tmp", "new", "cur"):
+        for name in os.listdir(os.path.join(root, sub)):
+            os.unlink(os.path.join(root, sub, name))
+        os.rmdir(os.path.join(root, sub))
+    assert root in mailbox._known_maildirs
+    [result] = run_batched(thread, [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))])
+    assert result == os.path.join(root, "new") and len(os.listdir(result)) == 1
+    assert os.path.isdir(os.path.join(root, "cur"))
+
+
+def test_new_directory_removed_between_write_and_rename(tmp_path):
+    root = str(tmp_path / "Maildir") + "/"
+    job = MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))
+    job.write()
+    os.rmdir(os.path.join(root, "new"))
+    assert job.publish() == os.path.join(root, "new")
+    assert os.path.exists(job.final)
+
+
+def test_cancelled_waiter_does_not_stop_its_job(tmp_path):
+    root = str(tmp_path / "Maildir") + "/"
+    thread = ct.CommitThread()
+
+    async def scenario():
+        blocker = Blocker()
+        held = asyncio.ensure_future(thread.run(blocker))
+        await asyncio.to_thread(blocker.started.wait, 10)
+        waiter = asyncio.ensure_future(thread.run(MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        blocker.release.set()
+        await held
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        for _ in range(200):   # the job still completes on the thread
+            if thread.dir_syncs:
+                break
+            await asyncio.sleep(0.01)
+    asyncio.run(scenario())
+    assert len(os.listdir(os.path.join(root, "new"))) == 1
