@@ -11,7 +11,9 @@ so a crashed worker never leaks slots, nothing accumulates on disk and no clean-
 needed.
 
 Invariants: a Slot is held until release() (idempotent) or process death; acquire() never
-blocks (non-blocking lock attempts on the key's first `limit` bytes); limit 0 means no limit.
+blocks (non-blocking lock attempts on the key's first `limit` bytes, from a random one on, so a
+free byte is found in a few tries however many are held; only a refusal tries them all);
+limit 0 means no limit.
 Security: keys only feed a digest, never a path; the file is 0600 and belongs to the workers'
 account (the master creates it before dropping root: prepare()).
 """
@@ -22,6 +24,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import random
 import struct
 
 MAX_SLOTS = 1 << 16  # bytes per key range; larger limits are clamped
@@ -85,9 +88,11 @@ def acquire(path: str, key: tuple[str, ...], limit: int) -> Slot | None:
     except FileNotFoundError:  # its directory is made on first use when nobody prepared it
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         fd = os.open(path, _OPEN_FLAGS, 0o600)
+    slots = min(limit, MAX_SLOTS)
+    start = random.randrange(slots)  # probing from 0 would make n sessions cost n^2/2 tries
     try:
-        for byte in range(first, first + min(limit, MAX_SLOTS)):
-            if _try_lock(fd, byte):
+        for index in range(start, start + slots):
+            if _try_lock(fd, first + index % slots):
                 return Slot(fd)
     except BaseException:
         os.close(fd)

@@ -70,3 +70,19 @@ def test_prepare_creates_the_lock_file_for_the_workers_account(tmp_path):
     userip.prepare(str(base_dir), os.getuid(), os.getgid())
     info = (base_dir / userip.LOCK_FILE).stat()
     assert (info.st_mode & 0o777, info.st_uid) == (0o600, os.getuid())
+
+
+def test_many_sessions_find_a_free_slot_in_a_few_tries(tmp_path, monkeypatch):
+    """10,000 sessions under a limit of 25,000 (bench/imap_idle_bench.py's setting): each
+    login must not try every held slot first (that was n^2/2 lock calls)."""
+    from roost.master import anvil
+
+    calls = []
+    real = anvil._try_lock
+    monkeypatch.setattr(anvil, "_try_lock", lambda fd, byte: calls.append(byte) or real(fd, byte))
+    held = [userip.acquire(str(tmp_path), "imap", "alice", "127.0.0.2", 25000)
+            for _ in range(2000)]
+    assert all(slot is not None for slot in held)
+    assert len(calls) < 3 * len(held)
+    for slot in held:
+        slot.release()
