@@ -33,35 +33,13 @@ from tests.conftest import free_port_base, require_tool, run_roost
 from tests.interop.test_postfix_sasl import _processes_with
 from tests.interop.test_smtpd_clients import _greets
 from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.support.dovecot import auth_only_conf
 
 USER = "alice"
 PASSWORD = "Secret-pw1"
 CLIENT_IP = "127.0.0.2"
 
-DOVECOT_CONF = """\
-base_dir = {dir}/run
-protocols = none
-log_path = {dir}/dovecot.log
-auth_mechanisms = plain login
-auth_failure_delay = 0
-default_internal_user = root
-default_internal_group = root
-default_login_user = root
-ssl = no
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=1000 gid=1000 home=/tmp
-}}
-service auth {{
-  unix_listener {dir}/auth {{
-    mode = 0666
-  }}
-}}
-"""
+DOVECOT_CONF = auth_only_conf(verbose="no", mode="0666")
 
 
 def _read_pid(path: str) -> int | None:

@@ -21,32 +21,9 @@ import pytest
 from roost.auth import schemes
 from tests.master.helpers import wait_until
 from tests.proto.test_dovecot_auth_differential import auth_servers
+from tests.support.dovecot import auth_only_conf
 
-CONF = """\
-base_dir = {dir}/run
-protocols = none
-log_path = {dir}/dovecot.log
-auth_mechanisms = plain cram-md5 scram-sha-1 scram-sha-256
-auth_failure_delay = 0
-auth_verbose = yes
-default_internal_user = root
-default_internal_group = root
-default_login_user = root
-ssl = no
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=1000 gid=1000 home=/tmp
-}}
-service auth {{
-  unix_listener {dir}/auth {{
-    mode = 0600
-  }}
-}}
-"""
+CONF = auth_only_conf("plain cram-md5 scram-sha-1 scram-sha-256")
 PASSWORDS = {"plain": "pw1", "cram": "pw2", "scram": "pw3", "crypt": "pw4"}
 
 

@@ -29,32 +29,9 @@ from roost.config.dovecot_conf import parse_dovecot_conf
 from roost.net.auth import build_service
 from tests.conftest import RecordingLog, require_tool
 from tests.master.helpers import alive, kill_quietly, wait_until
+from tests.support.dovecot import auth_only_conf
 
-CONF = """\
-base_dir = {dir}/run
-protocols = none
-log_path = {dir}/dovecot.log
-auth_mechanisms = plain login
-auth_failure_delay = 0
-auth_verbose = yes
-default_internal_user = root
-default_internal_group = root
-default_login_user = root
-ssl = no
-passdb {{
-  driver = passwd-file
-  args = {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=1000 gid=1000 home=/tmp
-}}
-service auth {{
-  unix_listener {dir}/auth {{
-    mode = 0600
-  }}
-}}
-"""
+CONF = auth_only_conf()
 USERS = "alice:{PLAIN}pw::::::\nbob:{PLAIN}Secret::::::\n"
 IDLE = 1.2  # seconds of silence that end an answer
 

@@ -135,3 +135,37 @@ def quota_plugin(*rules: str) -> str:
     names = ["quota_rule"] + [f"quota_rule{number}" for number in range(2, len(rules) + 1)]
     lines = "".join(f"  {name} = {rule}\n" for name, rule in zip(names, rules))
     return ("plugin {{\n  quota = count:User quota\n  quota_vsizes = yes\n" + lines + "}}\n")
+
+
+AUTH_ONLY = """\
+base_dir = {{dir}}/run
+protocols = none
+log_path = {{dir}}/dovecot.log
+auth_mechanisms = {mechanisms}
+auth_failure_delay = 0
+auth_verbose = {verbose}
+default_internal_user = root
+default_internal_group = root
+default_login_user = root
+ssl = no
+passdb {{{{
+  driver = passwd-file
+  args = {{dir}}/users
+}}}}
+userdb {{{{
+  driver = static
+  args = uid=1000 gid=1000 home=/tmp
+}}}}
+service auth {{{{
+  unix_listener {{dir}}/auth {{{{
+    mode = {mode}
+  }}}}
+}}}}
+"""
+
+
+def auth_only_conf(mechanisms: str = "plain login", verbose: str = "yes",
+                   mode: str = "0600") -> str:
+    """A dovecot.conf template (`{dir}` left to fill) for Dovecot's auth service alone: no
+    mail protocols, passwd-file users in DIR/users, the auth socket at DIR/auth."""
+    return AUTH_ONLY.format(mechanisms=mechanisms, verbose=verbose, mode=mode)
