@@ -71,7 +71,7 @@ class Session:
         self.connection = connection  # roost.proto.imap.connection.ImapConnection
         self.log = log
         self.view: SelectedView | None = None
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = frozenset()  # one shared empty set for idle sessions
         self.saved: frozenset[int] = NOTHING_SAVED
         self.logout = False
 
@@ -138,7 +138,7 @@ class Session:
         brings `* OK [HIGHESTMODSEQ n]`."""
         if "CONDSTORE" in self.enabled and (self.view is None or self.view.condstore):
             return []
-        self.enabled.add("CONDSTORE")
+        self.enabled = self.enabled | {"CONDSTORE"}
         if self.view is None:
             return []
         self.view.condstore = True
@@ -180,20 +180,20 @@ class Session:
             name = capability.upper()
             name = _ENABLE_NAMES.get(name, name)  # RFC 5161 names are case-insensitive
             if name in ENABLEABLE and name not in self.enabled:
-                self.enabled.add(name)
+                self.enabled = self.enabled | {name}
                 newly.append(name)
                 if name in ("UTF8=ACCEPT", "IMAP4rev2"):  # RFC 9051 §5.1: UTF-8 names
                     self.connection.utf8 = True
                 if name == "IMAP4rev2" and self.view is not None:
                     self.view.rev2 = True
                 if name == "QRESYNC":  # RFC 7162 §3.2.3: implies CONDSTORE (not listed)
-                    self.enabled.add("CONDSTORE")
+                    self.enabled = self.enabled | {"CONDSTORE"}
                     if self.view is not None:
                         self.view.qresync = True
                 if name in ("CONDSTORE", "QRESYNC") and self.view is not None:
                     self.view.condstore = True
         # the parser refuses QRESYNC parameters and VANISHED until enabled (RFC 7162 §3.2.5)
-        self.connection.enabled = frozenset(self.enabled)
+        self.connection.enabled = self.enabled
         return [response.enabled(newly), response.ok(c.tag, "Enabled.")]
 
     def cmd_namespace(self, c):
@@ -222,7 +222,7 @@ class Session:
         view = SelectedView(mailbox, readonly, condstore=c.condstore or "CONDSTORE" in self.enabled,
                             qresync="QRESYNC" in self.enabled, rev2=self.rev2)
         if c.condstore:
-            self.enabled.add("CONDSTORE")
+            self.enabled = self.enabled | {"CONDSTORE"}
         view.load()
         self.view = view
         self.connection.state = State.SELECTED
