@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from results import replace_section  # noqa: E402 (bench/results.py)
 REFSTACK = os.path.join(os.path.dirname(REPO), "shared", "bench", "refstack")
 COUNTS = {1024: 1000, 10240: 800, 102400: 300}
 RCPT = "bench@example.test"
@@ -167,17 +167,6 @@ def durability(count: int) -> list[str]:
             f"(messages cut off before their 250 may be delivered too), {report.seconds:.1f} s."]
 
 
-def write_section(text: str) -> None:
-    path = os.path.join(REPO, "bench", "RESULTS.md")
-    current = open(path, encoding="utf-8").read() if os.path.exists(path) else "# roost benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    block = f"{SECTION}\n\n{text.strip()}\n\n"
-    updated = pattern.sub(lambda _m: block, current) if pattern.search(current) else \
-        current.rstrip("\n") + "\n\n" + block
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(updated)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -204,7 +193,7 @@ def main() -> int:
         text += "\n\n" + "\n".join(durability(args.durability))
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(f"{SECTION}\n\n{text.strip()}\n")
     return 0
 
 

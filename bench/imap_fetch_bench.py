@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 from tests.interop.test_imap_dovecot_differential import (CONF, MAIL_UID, PASSWORD,  # noqa: E402
                                                           RoostImap)
 from tests.net.pop3_harness import RealDovecot, make_certificate, traversable_dir  # noqa: E402
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 FETCH = b"UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"
 SECTION = "## IMAP: FETCH on a large mailbox"
@@ -144,18 +145,6 @@ def markdown(count: int, ours: dict, theirs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    path = os.path.join(ROOT, "bench", "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# roost benchmark results\n"
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + section
-    with open(path, "w") as out:
-        out.write(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100000)
@@ -221,7 +210,7 @@ def main() -> int:
     section = markdown(args.messages, ours, theirs)
     print(section)
     if args.write:
-        write_results(section)
+        replace_section(section)
     return 0
 
 

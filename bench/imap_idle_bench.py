@@ -20,7 +20,6 @@ import asyncio
 import datetime
 import os
 import platform
-import re
 import resource
 import signal
 import subprocess
@@ -34,6 +33,7 @@ sys.path.insert(0, ROOT)
 from tests.conftest import free_port_base, run_roost  # noqa: E402
 from tests.interop.test_imap_dovecot_differential import CONF, MAIL_UID  # noqa: E402
 from tests.net.pop3_harness import RealDovecot, make_certificate  # noqa: E402
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 SECTION = "## IMAP: idle connections"
 USER, PASSWORD = "alice@example.test", "Secret-pw1"
@@ -239,18 +239,6 @@ def markdown(ours: dict, theirs: dict | None, limit: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    path = os.path.join(ROOT, "bench", "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# roost benchmark results\n"
-    pattern = re.compile(r"^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + section
-    with open(path, "w") as out:
-        out.write(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=10000)
@@ -268,7 +256,7 @@ def main() -> int:
     section = markdown(ours, theirs, limit)
     print(section)
     if args.write:
-        write_results(section)
+        replace_section(section)
     return 0
 
 

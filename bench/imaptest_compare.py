@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench", "imaptest")
@@ -211,15 +212,6 @@ def markdown(args, results, comp) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    path = os.path.join(ROOT, "bench", "RESULTS.md")
-    text = open(path).read() if os.path.exists(path) else "# roost benchmark results\n"
-    pattern = re.compile(r"^## IMAP \(imaptest\)\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    with open(path, "w") as out:
-        out.write(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secs", type=int, default=30)
@@ -259,7 +251,7 @@ def main() -> int:
     section = markdown(args, results, comp)
     print(section)
     if args.write:
-        write_results(section)
+        replace_section(section)
     return 0
 
 

@@ -40,6 +40,7 @@ from bench.pop3_bench import machine  # noqa: E402
 from tests.conftest import free_port_base  # noqa: E402
 from tests.net.pop3_harness import (RealDovecot, chown_mail, dovecot_conf, maildir,  # noqa: E402
                                     traversable_dir)
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 PASSWORD = "bench-password"
 AUTH_LISTENER = """\
@@ -339,16 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_write:
-        results_path = REPO / "bench" / "RESULTS.md"
-        existing = (results_path.read_text() if results_path.exists()
-                    else "# roost benchmark results\n\n")
-        if "## Logins" in existing:
-            start = existing.index("## Logins")
-            end = existing.find("\n## ", start + 1)
-            existing = existing[:start] + text + ("" if end < 0 else "\n" + existing[end + 1:])
-        else:
-            existing = existing.rstrip("\n") + "\n\n" + text
-        results_path.write_text(existing)
+        replace_section(text)
     return 0
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import free_port_base  # noqa: E402
 from tests.net.pop3_harness import (PASSWORD, RealDovecot, RoostPop3Process,  # noqa: E402
                                     chown_mail, put_message, traversable_dir, write_setup)
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 RECV = 256 * 1024
 
@@ -233,15 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_write:
-        results = REPO / "bench" / "RESULTS.md"
-        existing = results.read_text() if results.exists() else "# roost benchmark results\n\n"
-        if "## POP3" in existing:
-            start = existing.index("## POP3")
-            end = existing.find("\n## ", start + 1)
-            existing = existing[:start] + text + ("" if end < 0 else "\n" + existing[end + 1:])
-        else:
-            existing = existing.rstrip("\n") + "\n\n" + text
-        results.write_text(existing)
+        replace_section(text)
     return 0
 
 

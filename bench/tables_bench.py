@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from roost.tables import open_table  # noqa: E402
+from results import replace_section  # noqa: E402 (bench/results.py)
 
 
 def write_source(path: Path, entries: int) -> list[str]:
@@ -122,15 +123,7 @@ def main() -> int:
     text = "\n".join(section)
     print(text)
     if not args.no_write:
-        results = REPO / "bench" / "RESULTS.md"
-        existing = results.read_text() if results.exists() else "# roost benchmark results\n\n"
-        if "## Tables" in existing:
-            start = existing.index("## Tables")
-            end = existing.find("\n## ", start + 1)
-            existing = existing[:start] + text + ("" if end < 0 else existing[end + 1:])
-        else:
-            existing = existing.rstrip("\n") + "\n\n" + text
-        results.write_text(existing)
+        replace_section(text)
     return 0
 
 
