@@ -21,7 +21,6 @@ import cProfile
 import os
 import pstats
 import re
-import socket
 import sys
 import time
 
@@ -30,6 +29,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import imaptest_compare  # noqa: E402
+import inprocess  # noqa: E402
 
 
 def prepare(users: int) -> None:
@@ -45,25 +45,11 @@ def prepare(users: int) -> None:
 
 async def serve_and_stress(args) -> None:
     from roost.config.load import load_config
-    from roost.master.logsetup import open_logs
-    from roost.master.plan import plan_services, service_logger
-    from roost.master.services import resolve_handler
-    from roost.net.server import BoundSocket, ServiceContext, ServiceServer
+    from roost.master.plan import plan_services
 
     config = load_config(os.path.join(imaptest_compare.WORK, "etc"))
     spec = next(s for s in plan_services(config) if s.handler == "imap")
-    logs = open_logs(config, foreground=False)
-    log = service_logger(spec, logs)
-    context = ServiceContext(name=spec.name, handler=spec.handler, listeners=spec.listeners,
-                             config=config, log=log, log_setup=logs)
-    handler = resolve_handler("imap").factory(context)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    port = sock.getsockname()[1]
-    server = ServiceServer(handler, config, log)
-    await server.start([BoundSocket(spec.listeners[0], sock, None)])
+    server, port = await inprocess.serve(config, spec, backlog=1024)
 
     async def stress(secs: int, label: str) -> tuple[dict[str, float], int]:
         outdir = os.path.join(imaptest_compare.WORK, f"profile-{label}")

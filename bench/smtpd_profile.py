@@ -15,7 +15,6 @@ import cProfile
 import os
 import pstats
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,14 +22,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchdir import BASE_DIR, make_base  # noqa: E402
+import inprocess  # noqa: E402
 sys.path.insert(0, REPO)
 
 
 async def serve_and_send(args, base: str) -> None:
     from roost.config.load import load_config
-    from roost.master.plan import plan_services, service_logger
-    from roost.master.services import resolve_handler
-    from roost.net.server import BoundSocket, ServiceContext, ServiceServer
+    from roost.master.plan import plan_services
     from tests.conftest import free_port_base
 
     port_base = free_port_base()
@@ -44,19 +42,7 @@ async def serve_and_send(args, base: str) -> None:
             main_cf.write("header_checks = static:HOLD\n")
     config = load_config(f"{base}/roost")
     spec = next(s for s in plan_services(config) if s.handler == "smtpd" and s.listeners[0].port == port_base + 25)
-    from roost.master.logsetup import open_logs
-    logs = open_logs(config, foreground=False)
-    log = service_logger(spec, logs)
-    context = ServiceContext(name=spec.name, handler=spec.handler, listeners=spec.listeners, config=config,
-                             log=log, log_setup=logs)
-    handler = resolve_handler("smtpd").factory(context)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    server = ServiceServer(handler, config, log)
-    await server.start([BoundSocket(spec.listeners[0], sock, None)])
+    server, port = await inprocess.serve(config, spec)
 
     async def source(conc: int, count: int) -> float:
         started = time.perf_counter()
