@@ -25,7 +25,7 @@ LAZY_MODULES = ("concurrent.futures.thread", "hmac", "crypt", "encodings.idna",
                 "mmap", "sqlite3", "secrets", "zlib", "ssl", "pwd", "grp", "stat", "bisect",
                 "urllib.parse", "importlib.metadata", "dns.resolver", "dns.asyncresolver",
                 "dns.exception", "passlib.hash", "pam",
-                "cryptography.hazmat.primitives.serialization")
+                "cryptography.hazmat.primitives.serialization", "uvloop")
 SKIPPED = ("roost.__main__",)
 
 

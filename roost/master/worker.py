@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from roost.master.plan import ServiceSpec, service_logger
 from roost.master.services import ResolvedHandler
+from roost.net import eventloop
 from roost.net.server import BoundSocket, ServiceContext, ServiceServer
 
 READY_RECORD = struct.Struct("=i")  # a worker's pid, written once it serves
@@ -65,7 +66,7 @@ def run_worker(plan: WorkerPlan) -> None:
         set_process_name(f"roost-{plan.spec.handler}")
         log = service_logger(plan.spec, plan.logs)
         _route_library_logging(log)
-        asyncio.run(_serve(plan, log))
+        eventloop.run(_serve(plan, log), plan.spec.handler)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - whatever happens, report it and leave
         if log is not None:

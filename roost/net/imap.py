@@ -41,7 +41,7 @@ from typing import Any
 from roost.login import logline, userip
 from roost.message.fetch import sets_seen
 from roost.net.login import ExchangeAborted, LoginService
-from roost.net.server import Connection, ServiceContext
+from roost.net.server import Connection, ServiceContext, hold_plaintext
 from roost.proto import sasl
 from roost.proto.imap import response
 from roost.proto.imap.connection import (NEED_DATA, PAUSED, CommandReceived,
@@ -349,12 +349,10 @@ class _Client:
                                    else "TLS support isn't enabled."))
             self.machine.resume()
             return
+        hold_plaintext(self.conn)
+        self.machine.resume(discard=True)  # RFC 3501 §6.2.1: nothing pipelined survives
         self.send(response.ok(tag, "Begin TLS negotiation now."))
         await self.flush()
-        self.machine.resume(discard=True)  # RFC 3501 §6.2.1: nothing pipelined survives
-        buffered = getattr(self.conn.reader, "_buffer", None)
-        if buffered:
-            buffered.clear()
         await self.conn.writer.start_tls(self.conn.ssl_context)
         self.conn.tls = True
         self.state.tls = self.state.secured = True

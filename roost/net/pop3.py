@@ -40,7 +40,7 @@ from typing import Any
 
 from roost.login import logline, userip
 from roost.net.login import ExchangeAborted, LoginResult, LoginService
-from roost.net.server import Connection, ServiceContext
+from roost.net.server import Connection, ServiceContext, hold_plaintext
 from roost.proto import sasl
 from roost.proto.pop3 import authorization as authz
 from roost.proto.pop3 import replies, uidl
@@ -299,13 +299,11 @@ class _Session:
         return answer.data
 
     async def _start_tls(self) -> None:
+        # RFC 2595 §4 / STARTTLS injection: nothing sent in clear after STLS is obeyed.
+        hold_plaintext(self.conn)
+        self.lines.take_pending()
         self.send(replies.BEGIN_TLS.wire())
         await self.flush()
-        # RFC 2595 §4 / STARTTLS injection: nothing sent in clear after STLS is obeyed.
-        self.lines.take_pending()
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            buffered.clear()
         await self.writer.start_tls(self.conn.ssl_context)
         self.machine.tls_started()
         self.state.tls = self.state.secured = True

@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 from roost.net.dovecot_auth_client import DovecotAuthClient, filter_mechanisms
 from roost.master import anvil
-from roost.net.server import Connection, ServiceContext
+from roost.net.server import Connection, ServiceContext, hold_plaintext
 from roost.proto.smtp import events as E
 from roost.proto.smtp import reply as R
 from roost.proto.smtp.machine import SmtpServerMachine
@@ -672,12 +672,9 @@ class SmtpSession:
         await self._reply(Reply(459, None, f"<{event.domain}>: service unavailable"))
 
     async def _on_starttls(self, event) -> None:
+        hold_plaintext(self.conn)  # RFC 3207 §4.2: plaintext that came with STARTTLS is never executed
         await self._reply(R.READY_TLS)
         await self._flush()
-        reader = self.conn.reader
-        buffered = getattr(reader, "_buffer", None)
-        if buffered:  # RFC 3207 §4.2: plaintext that came with STARTTLS is never executed
-            buffered.clear()
         try:
             await asyncio.wait_for(self.conn.writer.start_tls(self.conn.ssl_context),
                                    self.limits.starttls_timeout)
