@@ -11,7 +11,9 @@ connection handler as a `Connection`, and keeps track of open connections so tha
   (the handler's `finally` blocks run; the transport is aborted).
 
 The workers of a service share its listening sockets; each worker registers them with
-EPOLLEXCLUSIVE (`_accept_exclusively`), so a new connection wakes one idle worker, not all.
+EPOLLEXCLUSIVE (`_accept_exclusively`), so a new connection wakes one idle worker, not all
+(on asyncio's own loop; under uvloop the registration is libuv's and stays shared: a worker
+woken for a connection another took pays one epoll_wait return and one failed accept4).
 
 Implicit TLS (smtps/imaps/pop3s, RFC 8314 §3) is done here, before the handler runs, with the
 context built by the master. Handlers do STARTTLS themselves with `await conn.writer.start_tls(
