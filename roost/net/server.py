@@ -31,6 +31,7 @@ import asyncio
 import collections
 import functools
 import itertools
+import os
 import select
 import secrets
 import socket
@@ -99,11 +100,22 @@ class BoundSocket:
 
 
 _session_counter = itertools.count(1)
+_session_salt = secrets.token_hex(2)  # drawn again in every forked worker
+
+
+def _new_salt() -> None:
+    global _session_salt
+    _session_salt = secrets.token_hex(2)
+
+
+os.register_at_fork(after_in_child=_new_salt)
 
 
 def new_session_id() -> str:
-    """A short id unique enough to correlate the log lines of one connection."""
-    return f"{current_pid():x}{next(_session_counter):x}{secrets.token_hex(2)}"
+    """A short id unique enough to correlate the log lines of one connection (pid and a
+    counter make it unique; the salt tells workers apart across restarts that reuse a
+    pid) -- no getrandom(2) per connection."""
+    return f"{current_pid():x}{next(_session_counter):x}{_session_salt}"
 
 
 def hold_plaintext(conn: Connection) -> None:

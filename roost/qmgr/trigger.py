@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from roost.log import current_pid
 from roost.queue.ids import is_queue_id
 
 REQUESTS = frozenset("IDFAW")
@@ -70,10 +71,10 @@ class _Announcer:
 
     def send(self, queue_directory: str, queue_id: str) -> bool:
         with self.lock:
-            if self.sock is None or self.pid != os.getpid():
+            if self.sock is None or self.pid != current_pid():
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 self.sock.setblocking(False)
-                self.pid = os.getpid()
+                self.pid = current_pid()
                 self.pending = []
                 self.retry = None
             self.queue_directory = queue_directory
@@ -104,7 +105,7 @@ class _Announcer:
     def _retry(self) -> None:
         with self.lock:
             self.retry = None
-            if self.pid != os.getpid() or not self.pending:
+            if self.pid != current_pid() or not self.pending:
                 return
             self.retries += 1
             self._send_locked([])
