@@ -262,7 +262,7 @@ def accounts(system: bool) -> tuple[Account, Account, Account, str]:
     # gave up root, so the virtual mailboxes must be that account's to be written and read
     vmail = owner
     internal = owner  # roost's auth runs as mail_owner too: it must read the users file
-    login = first_existing_user("dovenull") or owner.name
+    login = owner.name  # the IMAP/POP3 logins run inside the workers too (roost.config.process_users)
     return owner, vmail, internal, login
 
 

@@ -59,6 +59,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
 # authentication, mail store, POP3, LMTP and IMAP parts land.
 ACTED_ON: dict[str, frozenset[str]] = {
     "global": frozenset(("protocols", "listen", "base_dir", "ssl", "ssl_cert", "ssl_key",
+                         "ssl_min_protocol",  # roost.net.tls.dovecot_context
                          "log_path", "info_log_path", "log_timestamp", "default_process_limit",
                          # the auth socket (roost.net.auth) and the lookup chain
                          "auth_mechanisms", "auth_username_format", "auth_default_realm",
@@ -71,6 +72,9 @@ ACTED_ON: dict[str, frozenset[str]] = {
                          # the IMAP/POP3 logins (roost.net.login) and POP3 (roost.net.pop3)
                          "disable_plaintext_auth", "login_trusted_networks", "login_greeting",
                          "pop3_uidl_format", "pop3_lock_session", "pop3_logout_format",
+                         # held against mail_owner (roost.config.process_users)
+                         "default_internal_user", "default_internal_group",
+                         "default_login_user",
                          # IMAP (roost.net.imap)
                          "imap_max_line_length", "imap_literal_minus", "imap_logout_format",
                          "imap_idle_notify_interval",

@@ -22,6 +22,7 @@ from roost.config.dovecot_listeners import dovecot_listeners
 from roost.config.listen import duplicate_endpoints, inet_endpoints
 from roost.config.main_cf import parse_main_cf
 from roost.config.master_cf import MasterService, active_services, effective_maxproc, parse_master_cf
+from roost.config.process_users import check_process_users
 from roost.config.settings import Settings
 
 # master.cf command -> roost handler serving its inet listeners.
@@ -80,6 +81,8 @@ def load_config(config_dir: str) -> Config:
     postfix_listeners = _postfix_listeners(services, settings, diags)
 
     dovecot = _load_dovecot(settings, diags)
+    if dovecot is not None:
+        check_process_users(dovecot, settings.get("mail_owner"), diags)
     dovecot_side = _dovecot_listeners(dovecot, settings, diags) if dovecot is not None else []
 
     listeners = tuple(postfix_listeners + dovecot_side)

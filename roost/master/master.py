@@ -268,7 +268,8 @@ class Master:
                 starttls = spec.handler in DOVECOT_STARTTLS_HANDLERS
                 if not listener.tls_wrapper and not (cert and starttls):
                     return None
-                return dovecot_context(cert, key)
+                minimum = dovecot_settings(config.dovecot, protocol=spec.handler).ssl_min_protocol
+                return dovecot_context(cert, key, minimum)
             if not listener.settings.get("smtpd_tls_cert_file") and not listener.tls_wrapper:
                 return None
             return postfix_context(listener.settings)

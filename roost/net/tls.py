@@ -9,7 +9,8 @@ RFC 8314 (implicit TLS on 465/993/995) and RFC 3207 / 2595 (STARTTLS) use the sa
 Invariants: a context is built once, in the master, before privileges are dropped (key files
 are usually readable by root only) and is inherited by the forked workers; building fails
 with TLSSetupError carrying a one-line reason, never a traceback.
-Security: protocol minimum TLS 1.2 (Python's default floor, as Dovecot's ssl_min_protocol);
+Security: protocol minimum TLS 1.2 (Python's default floor; Dovecot 2.3's ssl_min_protocol
+default), or the listener's ssl_min_protocol;
 PEM text given inline is written to a 0600 temporary file only for the time of loading.
 """
 
@@ -55,8 +56,20 @@ def postfix_context(settings) -> ssl.SSLContext:
         raise TLSSetupError(str(exc)) from None
 
 
-def dovecot_context(ssl_cert: str | None, ssl_key: str | None) -> ssl.SSLContext:
-    """The context from Dovecot's ssl_cert/ssl_key values (`<path` or inline PEM)."""
+# Dovecot 2.3's ssl_min_protocol values (doc: "ssl_min_protocol"); SSLv3 is gone from
+# Python's ssl, and so from roost.
+MIN_PROTOCOLS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+                 "ANY": ssl.TLSVersion.MINIMUM_SUPPORTED}
+
+
+def dovecot_context(ssl_cert: str | None, ssl_key: str | None,
+                    ssl_min_protocol: str = "TLSv1.2") -> ssl.SSLContext:
+    """The context from Dovecot's ssl_cert/ssl_key values (`<path` or inline PEM) and its
+    ssl_min_protocol (the lowest protocol version a client may negotiate)."""
+    minimum = MIN_PROTOCOLS.get(ssl_min_protocol.strip())
+    if minimum is None:
+        raise TLSSetupError(f"Unknown ssl_min_protocol setting '{ssl_min_protocol}'")
     if not ssl_cert:
         raise TLSSetupError("ssl_cert is not set")
     if not ssl_key:
@@ -64,7 +77,9 @@ def dovecot_context(ssl_cert: str | None, ssl_key: str | None) -> ssl.SSLContext
     with tempfile.TemporaryDirectory(prefix="roost-tls-") as private_dir:
         cert_path = _pem_source(ssl_cert, private_dir, "cert.pem")
         key_path = _pem_source(ssl_key, private_dir, "key.pem")
-        return server_context(cert_path, key_path)
+        context = server_context(cert_path, key_path)
+    context.minimum_version = minimum
+    return context
 
 
 def _pem_source(value: str, private_dir: str, name: str) -> str:

@@ -191,12 +191,12 @@ def test_unknown_settings_are_fatal_and_unsupported_ones_warn(tmp_path):
 def test_settings_roost_does_not_act_on_yet_are_reported_with_file_and_line(tmp_path):
     path = write(tmp_path, "protocols = imap\nlisten = 127.0.0.1\nssl = no\n"
                  "auth_mechanisms = plain login\nmail_max_userip_connections = 5\n"
-                 "default_login_user = nobody\n"
+                 "postmaster_address = pm@example.org\n"
                  "service imap-login {\n  inet_listener imap {\n    port = 12143\n  }\n}\n"
                  "plugin {\n  quota_rule = *:storage=1G\n}\n")
     _config, diags = parse(path)
     not_yet = [(d.line, d.message) for d in diags.items if d.message.endswith(NOT_YET)]
     # listeners, protocols and ssl are acted on by the master, auth_mechanisms by the auth
     # socket (roost.net.auth), quota_rule by the store; the rest is not silently taken
-    assert not_yet == [(6, f"unsupported setting: default_login_user {NOT_YET}")]
+    assert not_yet == [(6, f"unsupported setting: postmaster_address {NOT_YET}")]
     assert not diags.has_fatal()

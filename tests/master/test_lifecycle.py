@@ -494,3 +494,35 @@ def test_background_service_runs_once_and_stops_cleanly(instance):
             assert marker.read() == "qmgr stopped"
     finally:
         reap(process)
+
+
+def test_dovecot_ssl_min_protocol_is_applied_to_imaps(instance):
+    """ssl_min_protocol = TLSv1.3 (dovecot.conf): a client that stops at TLS 1.2 is refused
+    on imaps, a TLS 1.3 client is served; an unknown value leaves the listener without TLS
+    and says so in the log, as a missing certificate does."""
+    import ssl
+
+    with open(os.path.join(instance.dir, "dovecot.conf"), "a") as conf:
+        conf.write("ssl_min_protocol = TLSv1.3\n")
+    instance.start()
+    port = instance.base + 993
+
+    def handshake(maximum):
+        context = ssl.create_default_context(cafile=os.path.join(instance.dir, "tls", "cert.pem"))
+        context.maximum_version = maximum
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="mail.example.test") as tls:
+                return tls.version(), tls.recv(100)
+
+    version, greeting = handshake(ssl.TLSVersion.TLSv1_3)
+    assert version == "TLSv1.3" and greeting.startswith(b"* OK ")
+    with pytest.raises(ssl.SSLError):
+        handshake(ssl.TLSVersion.TLSv1_2)
+    assert instance.roost("stop").returncode == 0
+    with open(os.path.join(instance.dir, "dovecot.conf"), "a") as conf:
+        conf.write("ssl_min_protocol = TLSv9\n")
+    instance.start()
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(ssl.TLSVersion.TLSv1_3)
+    assert "Unknown ssl_min_protocol setting 'TLSv9'; connections are closed" in instance.maillog()
+    assert instance.roost("stop").returncode == 0
