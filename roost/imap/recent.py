@@ -49,7 +49,11 @@ def first_recent(mailbox) -> int:
 
 
 def claim(mailbox) -> set[int]:
-    """The UIDs recent for this session; later sessions will not see them as recent."""
+    """The UIDs recent for this session; later sessions will not see them as recent.
+
+    Works on the mailbox's snapshot as the caller last refreshed it (SELECT's open, the
+    refresh before an update): a message newer than the snapshot has a UID at or above its
+    UIDNEXT, so the mark never passes it and it stays claimable by whoever sees it first."""
     path = _path(mailbox)
     if path is None:
         return set()
@@ -59,7 +63,6 @@ def claim(mailbox) -> set[int]:
         return set()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        mailbox.refresh()
         first = _read(fd)
         claimed = {info.uid for info in mailbox.messages() if info.uid >= first}
         mark = max(mailbox.uidnext, first)

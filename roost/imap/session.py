@@ -322,11 +322,17 @@ class Session:
 
     def cmd_append(self, c):
         from roost.store import MailboxNotFound
-        try:
-            mailbox = self.store.open_mailbox(c.mailbox)
-        except MailboxNotFound:
-            return [response.no(c.tag, f"Mailbox doesn't exist: {c.mailbox}",
-                                response.code("TRYCREATE"))]
+        view = self.view
+        if view is not None and not view.readonly and _same_name(view.mailbox.name, c.mailbox):
+            # appending to the selected mailbox: its object appends as well as a new one,
+            # without opening (and so scanning) the mailbox once more
+            mailbox, opened = view.mailbox, False
+        else:
+            try:
+                mailbox, opened = self.store.open_mailbox(c.mailbox), True
+            except MailboxNotFound:
+                return [response.no(c.tag, f"Mailbox doesn't exist: {c.mailbox}",
+                                    response.code("TRYCREATE"))]
         try:
             uids = []
             for message in c.messages:
@@ -340,7 +346,8 @@ class Session:
                                            internal_date=message.internal_date))
             validity = mailbox.uidvalidity
         finally:
-            mailbox.close()
+            if opened:
+                mailbox.close()
         code = response.code("APPENDUID", str(validity), compact(sorted(uids)))
         return self.finish(c.tag, "Append completed.", resp_code=code)
 
@@ -415,11 +422,11 @@ class Session:
             if earlier is not None:
                 out.append(earlier)
         set_seen = fetching.sets_seen(c.items) and not view.readonly
-        # ENVELOPE/HEADER fetches read the store's cached header block, not the file
-        load = self.read_header if fetching.header_only(c.items) \
-            and hasattr(view.mailbox, "header") else self.read_message
+        # ENVELOPE/HEADER fetches (and those whose other items are remembered) read the
+        # store's cached header block, not the file
+        has_header = hasattr(view.mailbox, "header")
         where = envelopes.mailbox_key(view.mailbox), getattr(view.mailbox, "uidvalidity", None)
-        wants_envelope = None not in where and any(item.name == "ENVELOPE" for item in c.items)
+        remembered = fetching.remembered_items(c.items) if None not in where else ()
         for seq, uid in chosen:
             info = view.infos.get(uid)
             if info is None:
@@ -435,18 +442,25 @@ class Session:
                     view.infos[uid] = info
                     changed = True
             try:
-                known = None
-                if wants_envelope:
-                    known = envelopes.get(where + (uid,))
-                    if known is None:
-                        known = fetching.envelope_of(load(uid))
-                        envelopes.put(where + (uid,), known)
+                known = {}
+                for name in remembered:
+                    value = envelopes.get(where + (uid, name))
+                    if value is not None:
+                        known[name] = value
+                fresh = [name for name in remembered if name not in known]
+                load = self.read_header if has_header and fetching.header_only(c.items, known) \
+                    else self.read_message
+                loaded = _Loaded(load, uid)
+                if "ENVELOPE" in fresh:  # from the header block alone, without the MIME walk
+                    known["ENVELOPE"] = fetching.envelope_of(loaded())
                 out.append(fetching.render(
-                    seq, info, c.items, lambda uid=uid: load(uid),
+                    seq, info, c.items, loaded,
                     # RFC 7162 §3.2.4: with QRESYNC, a FETCH that set \Seen names the UID
                     uid_command=c.uid or (changed and view.qresync), seen_set=changed,
                     include_modseq=view.condstore or c.changedsince is not None,
-                    recent=uid in view.recent and not view.rev2, known_envelope=known))
+                    recent=uid in view.recent and not view.rev2, known=known))
+                for name in fresh:
+                    envelopes.put(where + (uid, name), known[name])
             except fetching.FetchFailed as failure:  # RFC 3516 §4.3 UNKNOWN-CTE, or PARSE
                 if failure.response:
                     out.append(failure.response)
@@ -652,6 +666,26 @@ class Session:
 
     def idle_updates(self) -> list[bytes]:
         return self.sync(True)
+
+
+def _same_name(selected: str, name: str) -> bool:
+    """Whether mailbox `name` (as a client wrote it) is the selected one: INBOX in any case
+    (RFC 3501 §5.1), any other name exactly."""
+    return name == selected or name.upper() == "INBOX" and selected.upper() == "INBOX"
+
+
+class _Loaded:
+    """A message's bytes read once (`load(uid)`) however many items of one FETCH use them."""
+
+    __slots__ = ("load", "uid", "data")
+
+    def __init__(self, load, uid: int):
+        self.load, self.uid, self.data = load, uid, None
+
+    def __call__(self) -> bytes:
+        if self.data is None:
+            self.data = self.load(self.uid)
+        return self.data
 
 
 def _mentions_modseq(key) -> bool:

@@ -46,8 +46,9 @@ class SelectedView:
     withheld: bool = False  # the last updates() kept back expunges (§7.4.1)
 
     def load(self) -> None:
+        """The view of the snapshot the mailbox was opened with (roost.store.api: open
+        gives a current snapshot; refreshing again would only repeat the scan)."""
         if self.readonly:
-            self.mailbox.refresh()
             first = recent_marks.first_recent(self.mailbox)
             self.recent = {info.uid for info in self.mailbox.messages() if info.uid >= first}
         else:

@@ -10,9 +10,10 @@ CONDSTORE) and an implicit FLAGS (after \\Seen was set), then the rest in reques
 Section data is always a literal ({0} for a missing part), BINARY data a literal8 `~{n}`
 when roost.message.binary says so, BINARY.SIZE of a missing part 0.
 
-`header_only(items)` tells whether the message's header block is all rendering needs (ENVELOPE,
-BODY[HEADER...], RFC822.HEADER and the cheap items), so the session can hand over the store's
-cached header instead of reading the file. `sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
+`header_only(items, known)` tells whether the message's header block is all rendering needs
+(ENVELOPE, BODY[HEADER...], RFC822.HEADER, the cheap items, and whatever `known` already
+holds), so the session can hand over the store's cached header instead of reading the file.
+`sets_seen(items)` tells the session whether to set \\Seen first (RFC 3501 §6.4.5: BODY[...],
 BINARY[...], RFC822, RFC822.TEXT without .PEEK). Raises FetchFailed for BINARY of an unknown
 transfer encoding or of invalid encoded data: the session sends its partial response and
 `NO [UNKNOWN-CTE]` (RFC 3516 §4.3) or `NO [PARSE]`, ending the command as Dovecot does.
@@ -24,10 +25,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from roost.message.analysis import Analysis, analyse
+from roost.message.analysis import Analysis
 from roost.message.binary import InvalidData, binary_decoded, binary_size
 from roost.message.header import Header, field_pattern, find_header_end, selected_fields
-from roost.message.imapfmt import ENVELOPE_FIELDS, envelope
+from roost.message.imapfmt import ENVELOPE_FIELDS, body_structure, envelope
 from roost.message.mime import Part, find_part, parse_message
 from roost.message.sections import UnknownEncoding, extract, partial
 from roost.proto.imap.commands import FetchItem, Section
@@ -62,9 +63,10 @@ _CHEAP_ITEMS = {"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "MODSEQ", "ENVELO
 _HEADER_TEXTS = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"}
 
 
-def header_only(items: tuple[FetchItem, ...]) -> bool:
-    """Whether the header block (through its empty line) renders every item exactly."""
-    return all(i.name in _CHEAP_ITEMS
+def header_only(items: tuple[FetchItem, ...], known=()) -> bool:
+    """Whether the header block (through its empty line) renders every item exactly, the
+    items named in `known` (render's `known` values) aside."""
+    return all(i.name in _CHEAP_ITEMS or i.name in known and i.section is None
                or (i.name == "BODY" and i.section is not None and not i.section.part
                    and i.section.text in _HEADER_TEXTS)
                for i in items)
@@ -80,6 +82,14 @@ def envelope_of(data: bytes) -> bytes:
     return envelope(Header(selected_fields(data, 0, header_end, _ENVELOPE_FIELDS)))
 
 
+def remembered_items(items: tuple[FetchItem, ...]) -> tuple[str, ...]:
+    """Which of ENVELOPE, BODY and BODYSTRUCTURE `items` ask for: the renderings that depend
+    only on the message's content, so a caller may keep them per (mailbox, UIDVALIDITY, UID)
+    (RFC 3501 §2.3.1.1) and hand them back through render's `known`."""
+    names = {i.name for i in items if i.name != "BODY" or i.section is None}
+    return tuple(name for name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") if name in names)
+
+
 def needs_message(items: tuple[FetchItem, ...]) -> bool:
     """Whether rendering reads the message (cached Analysis covers the structures)."""
     return any(i.name in _STREAM_ITEMS and (i.section is not None or i.name.startswith("RFC822"))
@@ -87,12 +97,16 @@ def needs_message(items: tuple[FetchItem, ...]) -> bool:
 
 
 class _Message:
-    def __init__(self, load: Callable[[], bytes], analysis: Analysis | None):
+    def __init__(self, load: Callable[[], bytes], analysis: Analysis | None,
+                 known: dict | None = None):
         self._load = load
         self._data: bytes | None = None
         self._root: Part | None = None
+        self._top: Part | None = None
         self.analysis = analysis
-        self.known_envelope: bytes | None = None
+        # ENVELOPE / BODY / BODYSTRUCTURE bytes computed earlier (roost.imap.envelopes);
+        # what this message computes is added for the caller to keep
+        self.known = known if known is not None else {}
 
     @property
     def data(self) -> bytes:
@@ -106,19 +120,41 @@ class _Message:
             self._root = parse_message(self.data)
         return self._root
 
+    def root_for(self, section: Section) -> Part:
+        """The root Part, or for a section of the top-level message other than a part
+        (BODY[], [HEADER], [HEADER.FIELDS...], [TEXT]) the root's offsets alone: a top-level
+        header has no enclosing boundary, so find_header_end gives exactly the offsets the
+        MIME walk would (roost.message.mime.entity with an empty stack), without the walk."""
+        if self._root is not None or section.part or section.text == "MIME":
+            return self.root
+        if self._top is None:
+            data = self.data
+            header_end, body_start = find_header_end(data, 0, len(data))
+            self._top = Part(0, header_end, body_start, len(data), _NO_FIELDS, "", "", [],
+                             False)
+        return self._top
+
+    def _remember(self, name: str, compute: Callable[[], bytes]) -> bytes:
+        value = self.known.get(name)
+        if value is None:
+            value = self.known[name] = compute()
+        return value
+
     def envelope(self) -> bytes:
-        if self.known_envelope is not None:
-            return self.known_envelope
-        if self.analysis is not None:
+        if self.analysis is not None and "ENVELOPE" not in self.known:
             return self.analysis.envelope
-        return envelope(self.root.header)
+        return self._remember("ENVELOPE", lambda: envelope(self.root.header))
 
-    def structures(self) -> Analysis:
-        if self.analysis is None:
-            self.analysis = analyse(self.data)
-        return self.analysis
+    def body(self, extended: bool) -> bytes:
+        """BODYSTRUCTURE (extended) or BODY, each computed only when asked for."""
+        name = "BODYSTRUCTURE" if extended else "BODY"
+        if self.analysis is not None and name not in self.known:
+            return self.analysis.bodystructure if extended else self.analysis.body
+        return self._remember(name, lambda: body_structure(self.data, self.root, extended))
 
 
+_NO_FIELDS = Header([])  # root_for's stand-in has no fields (the sections it serves read none)
+_WHOLE, _HEADER, _TEXT = Section(), Section((), "HEADER"), Section((), "TEXT")
 
 
 def _section_value(message: _Message, item: FetchItem) -> bytes:
@@ -131,7 +167,7 @@ def _section_value(message: _Message, item: FetchItem) -> bytes:
     if item.name == "BINARY" and section.text is None:
         value, literal8 = binary_decoded(message.data, message.root, section.part)
     else:
-        value = extract(message.data, message.root, section)
+        value = extract(message.data, message.root_for(section), section)
     value = value or b""
     if item.partial is not None:
         value = partial(value, item.partial[0], item.partial[1])
@@ -141,11 +177,14 @@ def _section_value(message: _Message, item: FetchItem) -> bytes:
 def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], bytes], *,
            analysis: Analysis | None = None, uid_command: bool = False, seen_set: bool = False,
            include_modseq: bool = False, recent: bool = False, keyword_order=None,
-           known_envelope: bytes | None = None) -> bytes:
+           known_envelope: bytes | None = None, known: dict | None = None) -> bytes:
     """The FETCH response for one message; `info` already carries any \\Seen just set;
-    `known_envelope`: the ENVELOPE computed earlier (roost.imap.envelopes)."""
-    message = _Message(load, analysis)
-    message.known_envelope = known_envelope
+    `known`: item name (ENVELOPE, BODY, BODYSTRUCTURE) -> its bytes computed earlier
+    (roost.imap.envelopes); render adds the ones it computes (`known_envelope`: the same
+    for ENVELOPE alone)."""
+    if known_envelope is not None:
+        known = {**(known or {}), "ENVELOPE": known_envelope}
+    message = _Message(load, analysis, known)
 
     def value(name: str, item: FetchItem | None = None) -> bytes:
         if name == "FLAGS":
@@ -161,15 +200,15 @@ def render(seq: int, info, items: tuple[FetchItem, ...], load: Callable[[], byte
         if name == "ENVELOPE":
             return message.envelope()
         if name == "BODYSTRUCTURE":
-            return message.structures().bodystructure
+            return message.body(True)
         if name == "BODY" and (item is None or item.section is None):
-            return message.structures().body
+            return message.body(False)
         if name == "RFC822":
-            return literal(extract(message.data, message.root, Section()) or b"")
+            return literal(extract(message.data, message.root_for(_WHOLE), _WHOLE) or b"")
         if name == "RFC822.HEADER":
-            return literal(extract(message.data, message.root, Section((), "HEADER")) or b"")
+            return literal(extract(message.data, message.root_for(_HEADER), _HEADER) or b"")
         if name == "RFC822.TEXT":
-            return literal(extract(message.data, message.root, Section((), "TEXT")) or b"")
+            return literal(extract(message.data, message.root_for(_TEXT), _TEXT) or b"")
         return _section_value(message, item)
 
     out: list[tuple[str, bytes]] = []

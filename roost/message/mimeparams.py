@@ -23,9 +23,17 @@ MAX_PARAMS = 256
 _SEGMENT = re.compile(r"\A(.*?)\*(\d+)(\*?)\Z", re.S)
 
 
+_WSP = re.compile(rb"[ \t\r\n]*")
+
+
 def _skip_cfws(text: bytes, pos: int) -> int:
     """Skip whitespace and (nested) comments, RFC 5322 §3.2.2."""
     length = len(text)
+    if pos >= length:  # (a comment's final backslash may have stepped past the end)
+        return pos
+    pos = _WSP.match(text, pos).end()  # the common case: white space alone
+    if pos >= length or text[pos] != 0x28:
+        return pos
     while pos < length:
         char = text[pos]
         if char in b" \t\r\n":
@@ -53,11 +61,14 @@ def _skip_cfws(text: bytes, pos: int) -> int:
 _TSPECIALS = b'()<>@,;:\\"/[]?= \t\r\n'
 
 
+_TOKEN = re.compile(b"[^" + re.escape(_TSPECIALS) + b"]*")
+
+
 def _token(text: bytes, pos: int) -> tuple[bytes, int]:
-    start = pos
-    while pos < len(text) and text[pos] not in _TSPECIALS:
-        pos += 1
-    return text[start:pos], pos
+    if pos >= len(text):
+        return b"", pos
+    match = _TOKEN.match(text, pos)
+    return match.group(), match.end()
 
 
 def transfer_mechanism(value: bytes) -> bytes | None:
@@ -70,8 +81,15 @@ def transfer_mechanism(value: bytes) -> bytes | None:
     return token
 
 
+_PLAIN_QUOTED = re.compile(rb'"([^"\\\r\n]*)"')
+_BARE_VALUE = re.compile(rb"[^;\t\r\n (]*")
+
+
 def _quoted(text: bytes, pos: int) -> tuple[bytes, int]:
     """A quoted-string starting at text[pos] == '"'; backslash escapes removed."""
+    plain = _PLAIN_QUOTED.match(text, pos)
+    if plain is not None:  # the common case: nothing to unescape or drop
+        return plain.group(1), plain.end()
     out = bytearray()
     pos += 1
     while pos < len(text):
@@ -90,10 +108,10 @@ def _quoted(text: bytes, pos: int) -> tuple[bytes, int]:
 def _value(text: bytes, pos: int) -> tuple[bytes, int]:
     if pos < len(text) and text[pos] == 0x22:
         return _quoted(text, pos)
-    start = pos
-    while pos < len(text) and text[pos] not in b';\t\r\n ' and text[pos] != 0x28:
-        pos += 1
-    return text[start:pos], pos
+    if pos >= len(text):
+        return b"", pos
+    match = _BARE_VALUE.match(text, pos)
+    return match.group(), match.end()
 
 
 def parse_type(value: bytes) -> tuple[str, str, list[tuple[str, str]]]:

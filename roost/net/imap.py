@@ -270,21 +270,14 @@ class _Client:
 
     # ---- the connection ------------------------------------------------------------------
 
-    def capabilities(self) -> list[str]:
-        caps = list(PRELOGIN_CAPABILITIES)
-        if self.service.limits.literal_minus:
-            caps[caps.index("LITERAL+")] = "LITERAL-"
-        if self.conn.ssl_context is not None and not self.conn.tls:
-            caps.append("STARTTLS")
-        mechanisms = self.policy.mechanisms_for(self.state.secured)
-        if not mechanisms or "PLAIN" not in mechanisms and "LOGIN" not in mechanisms:
-            caps.append("LOGINDISABLED")
-        caps += [f"AUTH={m}" for m in mechanisms]
-        return caps
+    def capabilities(self) -> tuple[str, ...]:
+        return _prelogin_capabilities(self.service.limits.literal_minus,
+                                      self.conn.ssl_context is not None and not self.conn.tls,
+                                      self.policy.mechanisms_for(self.state.secured))
 
     async def run(self) -> None:
         greeting = self.policy.greeting or "Dovecot ready."
-        self.send(response.ok(None, greeting, response.code("CAPABILITY", *self.capabilities())))
+        self.send(response.ok(None, greeting, _capability_code(self.capabilities())))
         try:
             record = await self.prelogin()
         except Refused as why:
@@ -461,9 +454,8 @@ class _Client:
             return
         record = None  # the store has what it needs from the userdb record
         session = Session(store, self.state.user, self.machine, log)
-        self.send(response.ok(self.login_tag, "Logged in",
-                              response.code("CAPABILITY",
-                                            *capabilities(self.service.limits.literal_minus))))
+        self.send(response.ok(self.login_tag, "Logged in", _capability_code(
+            tuple(capabilities(self.service.limits.literal_minus)))))
         reason = "Connection closed"
         try:
             reason = await self.commands(session)
@@ -617,6 +609,27 @@ class _WaitChangedWatch:
         self.task.cancel()
 
 
+@functools.lru_cache(maxsize=64)
+def _prelogin_capabilities(literal_minus: bool, starttls: bool,
+                           mechanisms: tuple[str, ...]) -> tuple[str, ...]:
+    """The pre-login CAPABILITY list (a few combinations per worker: remembered)."""
+    caps = list(PRELOGIN_CAPABILITIES)
+    if literal_minus:
+        caps[caps.index("LITERAL+")] = "LITERAL-"
+    if starttls:
+        caps.append("STARTTLS")
+    if not mechanisms or "PLAIN" not in mechanisms and "LOGIN" not in mechanisms:
+        caps.append("LOGINDISABLED")
+    caps += [f"AUTH={m}" for m in mechanisms]
+    return tuple(caps)
+
+
+@functools.lru_cache(maxsize=64)
+def _capability_code(caps: tuple[str, ...]) -> bytes:
+    """`[CAPABILITY ...]` of the greeting and of LOGIN's OK, built once per list."""
+    return response.code("CAPABILITY", *caps)
+
+
 def _inline(session, command) -> bool:
     """Whether `command` runs on the loop (INLINE_COMMANDS)."""
     if command.name not in INLINE_COMMANDS:
@@ -639,9 +652,14 @@ async def _store_call(session, function):
     return await asyncio.to_thread(function)
 
 
+# the commands that read many messages' headers (and so may add many header-cache records)
+_BATCHED = frozenset({"FETCH", "SEARCH", "SORT", "THREAD"})
+
+
 def _execute(session, command) -> list[bytes]:
     """Session.execute with the store's cache writes batched over the command."""
-    batch = getattr(session.store, "deferred_cache_writes", None)
+    batch = getattr(session.store, "deferred_cache_writes", None) \
+        if command.name in _BATCHED else None
     if batch is None:
         return session.execute(command)
     with batch():

@@ -88,7 +88,15 @@ class LoginResult:
     reason: str | None = None  # for logs only
 
 
-def in_networks(ip: str, networks: tuple[str, ...]) -> bool:
+def in_networks(ip: str, networks) -> bool:
+    """Whether address `ip` is in one of `networks` (CIDR or single addresses)."""
+    return _in_networks(ip, tuple(networks))
+
+
+@functools.lru_cache(maxsize=SETTINGS_CACHE_MAX)
+def _in_networks(ip: str, networks: tuple[str, ...]) -> bool:
+    # remembered: every login asks for its client address once or twice, and parsing the
+    # address and the networks each time cost more than the rest of the policy check
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -194,6 +194,9 @@ def test_wrong_password_and_log_lines(roost):
     client = imaplib.IMAP4("127.0.0.1", roost.imap, timeout=30)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login(USER, "wrong")
+    # then the right password on the same connection: the lines below are this test's own,
+    # whichever tests ran before it on this server
+    assert client.login(USER, PASSWORD)[0] == "OK"
     client.logout()
     assert _wait(lambda: "imap-login: Login: user=<alice@example.test>, method=PLAIN" in roost.maillog()
                  and "Disconnected: Logged out" in roost.maillog())

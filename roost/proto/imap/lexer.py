@@ -67,9 +67,6 @@ class _Cursor:
         self.pos = 0
         self.count = 0
 
-    def at_segment_end(self) -> bool:
-        return self.pos >= len(self.text)
-
     def next_segment(self) -> bool:
         if self.index + 1 >= len(self.segments):
             return False
@@ -143,6 +140,10 @@ def _literal(cur: _Cursor) -> Literal:
     match = LITERAL_MARKER.match(cur.text, cur.pos)
     if match is None or match.end() != len(cur.text):
         raise LexError("Invalid literal")
+    if cur.index >= len(cur.literals):
+        # a marker the line's trailing spaces hid from the framing: no literal follows
+        # (Dovecot 2.3's text, observed: `APPEND INBOX {3} `)
+        raise LexError("Missing LF after literal size")
     literal = cur.literals[cur.index]
     cur.pos = len(cur.text)
     if not cur.next_segment():
@@ -150,41 +151,71 @@ def _literal(cur: _Cursor) -> Literal:
     return Literal(literal.value, bool(match.group(1)))
 
 
+# The common cases in one regular expression each (the per-byte readers above decide
+# everything else, errors included): an atom of plain characters that ends at a separator
+# or the end of the segment, and a quoted string without escapes or forbidden bytes.
+_PLAIN_ATOM = re.compile(rb'[^ ()"{\x00-\x1f\x7f-\xff\[]+')
+_PLAIN_QUOTED = re.compile(rb'"([^"\\\r\n\x00]*)"')
+
+
 def _items(cur: _Cursor, depth: int, closing: bool, out: list[Arg] | None = None) -> list[Arg]:
     items: list[Arg] = out if out is not None else []
+    append = items.append
     first = True
+    text, pos = cur.text, cur.pos
+    end = len(text)
     while True:
-        spaces = 0
-        while not cur.at_segment_end() and cur.text[cur.pos] == 0x20:  # runs of spaces are
-            cur.pos += 1  # one separator, also after "(" and before ")" (Dovecot, observed)
-            spaces += 1
-        if cur.at_segment_end():
+        gap = pos
+        while pos < end and text[pos] == 0x20:  # runs of spaces are one separator, also
+            pos += 1  # after "(" and before ")" (Dovecot, observed)
+        spaces = pos - gap
+        if pos >= end:
+            cur.pos = pos
             if closing:
                 raise LexError("Missing ')'")
             return items
-        char = cur.text[cur.pos]
+        char = text[pos]
         if char == 0x29:  # ")"
             if not closing:
+                cur.pos = pos
                 raise LexError("Unexpected ')'")
-            cur.pos += 1
+            cur.pos = pos + 1
             return items
         if not first and not spaces:
+            cur.pos = pos
             raise LexError("Missing space between arguments")
         first = False
         cur.count += 1
         if cur.count > MAX_ARGS:
             raise LexError("Too many arguments")
+        if char == 0x22:
+            plain = _PLAIN_QUOTED.match(text, pos)
+            if plain is not None:
+                append(Quoted(plain.group(1)))
+                pos = plain.end()
+                continue
+        elif char != 0x28 and char != 0x7B and char != 0x7E:
+            plain = _PLAIN_ATOM.match(text, pos)
+            if plain is not None:
+                stop = plain.end()
+                if stop >= end or text[stop] in _ATOM_STOP:
+                    append(Atom(plain.group().decode("ascii")))
+                    pos = stop
+                    continue
+        cur.pos = pos
         if char == 0x28:
             if depth >= MAX_DEPTH:
                 raise LexError("Too deep list nesting")
             cur.pos += 1
-            items.append(ListArg(tuple(_items(cur, depth + 1, True))))
+            append(ListArg(tuple(_items(cur, depth + 1, True))))
         elif char == 0x22:
-            items.append(_quoted(cur))
+            append(_quoted(cur))
         elif char == 0x7B or (char == 0x7E and cur.text[cur.pos + 1:cur.pos + 2] == b"{"):
-            items.append(_literal(cur))
+            append(_literal(cur))
         else:
-            items.append(_atom(cur))
+            append(_atom(cur))
+        text, pos = cur.text, cur.pos
+        end = len(text)
 
 
 def tokenize(segments: list[bytes], literals: list[bytes | Literal]) -> list[Arg]:

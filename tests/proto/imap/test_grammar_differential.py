@@ -78,6 +78,8 @@ LINES: list[tuple[bytes, bool]] = [
     (b'APPEND INBOX "01-Jan-2020 10:00:00 +0000" {%d+}\r\n' + MESSAGE, False),
     (b'APPEND INBOX "99-Jan-2020 10:00:00 +0000" {%d+}\r\n' + MESSAGE, False),
     (b"APPEND INBOX", False), (b"APPEND INBOX (\\Bogus) {%d+}\r\n" + MESSAGE, False),
+    # a literal marker that the trailing space keeps from being one (the line ends there)
+    (b"NOOP {3} ", True), (b"APPEND INBOX {3} ", True), (b"STATUS {3} ", True),
     (b"APPEND INBOX {%d+}\r\n" + MESSAGE + b" {%d+}\r\n" + MESSAGE, False),
     (b"ENABLE CONDSTORE", False), (b"ENABLE", False), (b"ID NIL", False), (b'ID ("name" "x")', False),
     (b"ID (name)", False), (b"ID", False), (b"NAMESPACE", False), (b"NAMESPACE x", False),
