@@ -20,6 +20,8 @@ cannot inject variables; callers building paths must still refuse `/` and `..` t
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import os
 import socket
@@ -196,26 +198,45 @@ def expand_counters(fmt: str, values: Mapping[str, object], short: Mapping[str, 
     `short` letter table, `%{name}`, `%%`; a name in `known` without a value gives `missing`,
     any other unset variable nothing, as Dovecot writes them."""
     out: list[str] = []
+    for literal, name in _counter_parts(fmt, tuple(short.items())):
+        if literal:
+            out.append(literal)
+        elif name in values:
+            out.append(str(values[name]))
+        elif name in known:
+            out.append(str(missing))
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _counter_parts(fmt: str, short: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """`fmt` split once into (literal text, "") and ("", variable name) parts: a logout line
+    is written per session, its format changes only with the configuration."""
+    letters = dict(short)
+    parts: list[tuple[str, str]] = []
+    text: list[str] = []
     position = 0
     while position < len(fmt):
         char = fmt[position]
         if char != "%" or position + 1 >= len(fmt):
-            out.append(char)
+            text.append(char)
             position += 1
             continue
         key = fmt[position + 1]
         position += 2
         if key == "%":
-            out.append("%")
+            text.append("%")
             continue
         if key == "{":
             end = fmt.find("}", position)
             name = fmt[position:end] if end >= 0 else ""
             position = end + 1 if end >= 0 else len(fmt)
         else:
-            name = short.get(key, "")
-        if name in values:
-            out.append(str(values[name]))
-        elif name in known:
-            out.append(str(missing))
-    return "".join(out)
+            name = letters.get(key, "")
+        if text:
+            parts.append(("".join(text), ""))
+            text = []
+        parts.append(("", name))
+    if text:
+        parts.append(("".join(text), ""))
+    return tuple(parts)
