@@ -135,6 +135,8 @@ def experiment(name: str) -> None:
 
 
 def main() -> int:
+    from roost.net import eventloop
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secs", type=int, default=10)
     parser.add_argument("--clients", type=int, default=10)
@@ -155,7 +157,7 @@ def main() -> int:
     if args.experiment:
         experiment(args.experiment)
     prepare(args.users)
-    asyncio.run(serve_and_stress(args))
+    eventloop.run(serve_and_stress(args), "imap")  # the loop a worker runs (ROOST_EVENT_LOOP=asyncio: asyncio's)
     return 0
 
 

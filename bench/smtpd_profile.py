@@ -85,6 +85,8 @@ def create_cost(config, count: int = 500) -> float:
 
 
 def main() -> int:
+    from roost.net import eventloop
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--base-dir", default=BASE_DIR,
                         help="parent of the private spools (default %(default)s: see bench/benchdir.py)")
@@ -108,7 +110,7 @@ def main() -> int:
         sys.setswitchinterval(args.switch)
     base = make_base("roost-smtpd-prof-", args.base_dir)
     try:
-        asyncio.run(serve_and_send(args, base))
+        eventloop.run(serve_and_send(args, base), "smtpd")  # the loop a worker runs (ROOST_EVENT_LOOP=asyncio: asyncio's)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
