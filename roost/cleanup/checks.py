@@ -44,11 +44,17 @@ def parse_action(value: str) -> CheckAction:
     return CheckAction(upper, text, value)
 
 
+PARSED_MEMO_SIZE = 1024  # distinct table results whose parsed action is remembered
+
+
 class Checks:
     """The tables of one *_checks parameter."""
 
     def __init__(self, references) -> None:
         self.tables = [open_table(ref) for ref in references]
+        # parse_action is a pure function of the result text, and a table has few distinct
+        # results: each is parsed once (CheckAction is immutable, so it can be shared)
+        self._parsed: dict[str, CheckAction] = {}
 
     def __bool__(self) -> bool:
         return bool(self.tables)
@@ -57,5 +63,10 @@ class Checks:
         for table in self.tables:
             value = table.lookup(text)
             if value is not None:
-                return parse_action(value)
+                action = self._parsed.get(value)
+                if action is None:
+                    if len(self._parsed) >= PARSED_MEMO_SIZE:
+                        self._parsed.clear()
+                    action = self._parsed[value] = parse_action(value)
+                return action
         return None

@@ -24,8 +24,24 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+_last_date: tuple[int, str] = (-1, "")
+
+
 def mail_date(when: float) -> str:
-    """`Mon, 23 Nov 2026 22:12:15 +0000 (UTC)` in local time, English names (%e day)."""
+    """`Mon, 23 Nov 2026 22:12:15 +0000 (UTC)` in local time, English names (%e day). The
+    text of the last second is kept: localtime() stats /etc/localtime in the C library, and
+    every message of that second would format the same text again."""
+    global _last_date
+    second = int(when)
+    cached = _last_date
+    if cached[0] == second:
+        return cached[1]
+    text = _format_date(second)
+    _last_date = (second, text)
+    return text
+
+
+def _format_date(when: float) -> str:
     t = time.localtime(when)
     offset = t.tm_gmtoff // 60
     sign = "-" if offset < 0 else "+"

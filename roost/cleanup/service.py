@@ -55,6 +55,10 @@ CONTEXT_CACHE_SIZE = 4096  # client addresses whose header context is remembered
 HEADER_MEMO_SIZE = 4096  # rewritten address headers remembered (no canonical tables only)
 MAX_CHECKED_LINE = 1 << 16   # a longer "line" passes body_checks unchecked (Postfix splits it too)
 
+# envelope parameters (MAIL FROM ESMTP keywords, sendmail options) -> queue file attributes
+ENVELOPE_ATTRIBUTES = {"ENVID": "dsn_envid", "RET": "dsn_ret", "BODY": "body_type", "SMTPUTF8": "smtputf8",
+                       "SIZE": "declared_size", "FULLNAME": "full_name", "UID": "uid"}
+
 REPLY_TEMPFAIL = Reply(451, "4.3.0", "Error: queue file write error")
 REPLY_SIZE = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 REPLY_HOPS = Reply(554, "5.4.0", "Error: too many hops")
@@ -176,7 +180,8 @@ class CleanupMessage(CheckActions):
         self.envelope = envelope
         self.original_sender = sender
         self.context = service.header_context(origin, client)
-        self._writer = QueueFileWriter(service.layout, long_ids=service.long_ids, dirsync=service.dirsync)
+        self._writer = QueueFileWriter(service.layout, long_ids=service.long_ids, dirsync=service.dirsync,
+                                       anonymous=True)
         self.queue_id = self._writer.queue_id
         self.arrival = self._writer.arrival_seconds + self._writer.arrival_usec / 1e6
         self.size = 0
@@ -241,11 +246,10 @@ class CleanupMessage(CheckActions):
             if client.sasl_username:
                 attrs.append(("sasl_username", client.sasl_username))
         attrs.append(("origin", self.origin))
-        names = {"ENVID": "dsn_envid", "RET": "dsn_ret", "BODY": "body_type", "SMTPUTF8": "smtputf8",
-                 "SIZE": "declared_size", "FULLNAME": "full_name", "UID": "uid"}
         for key, value in self.envelope.items():
-            if key.upper() in names and value is not None:
-                attrs.append((names[key.upper()], str(value).replace("\n", " ")))
+            name = ENVELOPE_ATTRIBUTES.get(key.upper())
+            if name is not None and value is not None:
+                attrs.append((name, str(value).replace("\n", " ")))
         return attrs
 
     def _rewrite_sender(self, sender: str) -> str:
@@ -289,7 +293,9 @@ class CleanupMessage(CheckActions):
                 self._writer.recipient(final, original=address, orcpt=orcpt, notify=mask)
 
     # ------------------------------------------------------------------ content
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, crlf_only: bool = False) -> None:
+        """Content as received (CRLF or LF lines, split anywhere). `crlf_only`: the caller
+        knows every CR in `data` is the first half of a CRLF (DataContent.crlf_only)."""
         if self.closed:
             return
         self.size += len(data)
@@ -309,8 +315,11 @@ class CleanupMessage(CheckActions):
                 if not self._splitter.done:
                     return
                 self._end_of_headers()
+                # the body may begin with bytes held back from an earlier chunk: the shortcut
+                # holds only for a suffix of this chunk (a suffix keeps every CR's LF with it)
+                crlf_only = crlf_only and data.endswith(body)
                 data = body
-            self._body(data)
+            self._body(data, crlf_only)
         except (TableError, RewriteLoop) as exc:
             self._fail_temporarily(exc)
         except OSError as exc:
@@ -344,16 +353,18 @@ class CleanupMessage(CheckActions):
     def _header(self, raw: bytes) -> None:
         if self.reply is not None:
             return
-        text = raw.decode("utf-8", "surrogateescape")
-        name = header_name(raw)
-        lname = name.lower()
+        text = original = raw.decode("utf-8", "surrogateescape")
+        colon = text.find(":")
+        # header_name(raw), lower-cased: the name is printable ASCII (HeaderSplitter)
+        lname = (text[:colon].rstrip(" \t") if colon >= 0 else text).lower()
+        service = self.service
         if lname in HOP_HEADERS:
             self._hops += 1
-            if self._hops >= self.service.hopcount_limit:  # Postfix: our own Received counts too
+            if self._hops >= service.hopcount_limit:  # Postfix: our own Received counts too
                 self._reject(REPLY_HOPS, None)
                 return
-        checks = self.service.mime_header_checks if lname.startswith("content-") or lname == "mime-version" \
-            else self.service.header_checks
+        checks = service.mime_header_checks if lname.startswith("content-") or lname == "mime-version" \
+            else service.header_checks
         action = checks.match(text) if checks else None
         if action is not None:
             result = self._act(action, "header", text)
@@ -377,7 +388,8 @@ class CleanupMessage(CheckActions):
                 self.context == "local" or self.service.rewriter.remote_domain):
             # remote mail keeps its header addresses unless remote_header_rewrite_domain is set
             text = self._rewrite_header(text, lname)
-        self._emit(text.encode("utf-8", "surrogateescape"))
+        # unchanged text goes out as it came (decoding with surrogateescape is lossless)
+        self._emit(raw if text is original or text == original else text.encode("utf-8", "surrogateescape"))
 
     def _rewrite_header(self, text: str, lname: str) -> str:
         memo = self.service.header_rewrites
@@ -447,16 +459,18 @@ class CleanupMessage(CheckActions):
             return f'{fullname} <{self.sender}>'
         return self.sender
 
-    def _body(self, data: bytes) -> None:
+    def _body(self, data: bytes, crlf_only: bool = False) -> None:
         if not data or self.reply is not None:
             return
         if self._carry_cr:
             data = b"\r" + data
             self._carry_cr = False
+            crlf_only = False
         if data.endswith(b"\r"):
             data = data[:-1]
             self._carry_cr = True
-        data = data.replace(b"\r\n", b"\n")
+        # CRLF -> LF; with only paired CRs, deleting every CR is the same and ~5x cheaper
+        data = data.translate(None, b"\r") if crlf_only else data.replace(b"\r\n", b"\n")
         if not self._line_mode:
             self._writer.content(data)
             return

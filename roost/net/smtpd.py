@@ -35,9 +35,12 @@ in the StreamReader's buffer — is dropped before the handshake (CVE-2011-0411 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import os
 import ssl
+import sys
+import termios
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -143,12 +146,26 @@ def _default_cleanup_factory():
     return CleanupService
 
 
+def _client_info_class():
+    try:
+        from roost.cleanup import ClientInfo
+    except ImportError:
+        return None
+    return ClientInfo
+
+
+_CLIENT_INFO = _client_info_class()  # looked up once, not at every queue file
+
+
 def _state_class():
     try:
         from roost.policy.state import SmtpState
         return SmtpState
     except ImportError:
         return None
+
+
+_STATE_CLASS = _state_class()  # looked up once: an import statement per policy check adds up
 
 
 def make_service(ctx: ServiceContext, *, policy_factory=None, cleanup_factory=None):
@@ -189,6 +206,7 @@ class SmtpSession:
         self.reverse_name = "unknown"
         self.who = logtext.client("unknown", conn.peer_host or "127.0.0.1")
         self.policy = service.policy(conn.listener, self.log)
+        self._policy_needs = getattr(self.policy, "needs", None)
         self.cleanup = service.cleanup(conn.listener, self.log)
         self.auth_client: DovecotAuthClient | None = None
         self.auth_ready = False
@@ -232,7 +250,7 @@ class SmtpSession:
         self.message = None
 
     def _policy_state(self, **changes):
-        cls = _state_class()
+        cls = _STATE_CLASS
         fields = dict(
             client_address=self.conn.peer_host, client_port=self.conn.peer_port,
             client_name=self.client_name, reverse_client_name=self.reverse_name,
@@ -249,13 +267,19 @@ class SmtpSession:
             return SimpleNamespace(**fields)
         return cls(**fields)
 
+    def _checks(self, stage: str) -> bool:
+        """False when `_check(stage)` would answer None without looking at anything (the
+        policy needs nothing at this stage): the caller then skips making the coroutine."""
+        needs = self._policy_needs
+        return self.policy is None or needs is None or needs(stage)
+
     async def _check(self, stage: str, **changes) -> Reply | None:
         if self.policy is None:  # fail closed: never an open relay for want of a policy
             if stage in ("rcpt", "data", "end_of_data"):
                 self.log.warning("restriction module roost.policy is not available")
                 return R.CONFIG_ERROR
             return None
-        needs = getattr(self.policy, "needs", None)
+        needs = self._policy_needs
         if needs is not None and not needs(stage):  # nothing to check: no state to build
             return None
         result = await getattr(self.policy, f"check_{stage}")(self._policy_state(**changes))
@@ -272,14 +296,26 @@ class SmtpSession:
     # --- output ---------------------------------------------------------------------------
     async def _send(self, data: bytes, flush: bool = False) -> None:
         self.out.append(data)
-        if flush or not self.machine.buffered:
-            await self._flush()
+        if (flush or not self.machine.buffered) and self._write_out():
+            await self.conn.writer.drain()
 
     async def _flush(self) -> None:
-        if self.out:
-            self.conn.writer.write(b"".join(self.out))
-            self.out.clear()
+        if self.out and self._write_out():
             await self.conn.writer.drain()
+
+    def _write_out(self) -> bool:
+        """Hand the waiting replies to the transport. True when the caller must await
+        `drain()`: the transport holds unsent bytes (it may be over its high-water mark) or
+        is closing (drain raises the connection's error). Otherwise drain() would only look
+        and return: a reply that went out whole needs no await."""
+        out = self.out
+        if not out:
+            return False
+        writer = self.conn.writer
+        writer.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+        transport = writer.transport
+        return transport.is_closing() or bool(transport.get_write_buffer_size())
 
     async def _reply(self, reply) -> None:
         if self.footer:  # postconf(5) smtpd_reject_footer: after every 4XX/5XX reply
@@ -288,7 +324,9 @@ class SmtpSession:
         if first.code >= 400 and self.machine.error_count + 1 > self.limits.soft_error_limit:
             await self._flush()
             await asyncio.sleep(self.limits.error_sleep_time)  # smtpd_error_sleep_time
-        await self._send(self.machine.reply(reply))
+        self.out.append(self.machine.reply(reply))
+        if not self.machine.buffered and self._write_out():
+            await self.conn.writer.drain()
 
     def _with_footer(self, reply: Reply) -> Reply:
         return self.footer.apply(reply, client_address=self.conn.peer_host,
@@ -315,12 +353,15 @@ class SmtpSession:
                 return
             if self.conn.tls:  # smtps (wrapper mode): the handshake is already done
                 self.tls_info = self._tls_text()
-            self.connect_reject = await self._check("connect")
+            self.connect_reject = await self._check("connect") if self._checks("connect") else None
             if self.machine.settings.auth_enabled:
                 if not await self._prepare_auth():  # as Postfix: the mechanism list before the banner
                     self.died = True  # Postfix's smtpd exits: no greeting, no disconnect line
                     return
-            await asyncio.sleep(0)  # let bytes the client sent with its connect reach the reader
+            if getattr(self.conn.reader, "_buffer", None) or _bytes_waiting(self.conn.writer):
+                # the client spoke first: let what it sent with its connect reach the reader
+                # (a loop turn; a silent client, the usual one, is told apart by one ioctl)
+                await asyncio.sleep(0)
             early = bytes(getattr(self.conn.reader, "_buffer", b""))
             if early:  # RFC 5321 §4.3.1: the client must wait for the greeting
                 self.pipelining_logged = True
@@ -404,20 +445,25 @@ class SmtpSession:
             timer.close()
 
     async def _serve(self, reader, timer: ReadTimer) -> None:
-        while not self.machine.closed:
-            previous_command = self.machine.last_command
-            event = self.machine.next_event()
+        machine = self.machine
+        while not machine.closed:
+            previous_command = machine.last_command
+            event = machine.next_event()
             if event is None:
-                await self._flush()
+                if self.out and self._write_out():
+                    await self.conn.writer.drain()
                 data = await timer.read(reader, READ_SIZE)
                 if data is None:
-                    self.log.info(logtext.timeout(self.machine.last_command, self.who))
-                    await self._send(self.machine.close(R.timeout_exceeded(self.hostname)), flush=True)
+                    self.log.info(logtext.timeout(machine.last_command, self.who))
+                    await self._send(machine.close(R.timeout_exceeded(self.hostname)), flush=True)
                     return
                 if not data:
-                    self.machine.receive_eof()
+                    machine.receive_eof()
                 else:
-                    self.machine.receive(data)
+                    machine.receive(data)
+                continue
+            if type(event) is E.DataContent:  # the most frequent event: straight to the file
+                self._content(event.data, event.crlf_only)
                 continue
             if isinstance(event, E.ConnectionClosed):
                 during = event.during
@@ -425,9 +471,6 @@ class SmtpSession:
                     during = f"{during} ({self.complete_bytes} bytes)"  # Postfix: whole lines so far
                 self.log.info(logtext.lost_connection(during, self.who))
                 return
-            if isinstance(event, E.DataContent):
-                self._content(event.data)
-                continue
             if isinstance(event, E.BdatStart):
                 await self._bdat_start(event)
                 continue
@@ -440,7 +483,7 @@ class SmtpSession:
 
     # --- commands -------------------------------------------------------------------------
     async def _handle(self, event) -> None:
-        self.pipelined = bool(getattr(event, "pipelined", False))
+        self.pipelined = getattr(event, "pipelined", False) is True
         if self.pipelined and self._improper_pipelining(event):
             if not self.pipelining_logged:  # Postfix logs the early bytes once per session
                 self.pipelining_logged = True
@@ -450,23 +493,26 @@ class SmtpSession:
                 self.machine.close()
                 await self._flush()
                 return
-        if (isinstance(event, E.ProtocolError) and self.connect_reject is not None
-                and event.verb not in (None, "UNKNOWN", "QUIT") and not event.fatal):
-            await self._reply(self._access_denied())  # Postfix: before any syntax/sequence check
-            return
-        if isinstance(event, E.ProtocolError) and event.reply == R.AUTH_INVALID_MECHANISM:
-            mechanism = (self.machine.last_argument.split() or ["?"])[0]
-            self.log.warning(logtext.sasl_failed(self.who, mechanism, "Invalid authentication mechanism"))
         if isinstance(event, E.ProtocolError):
+            if (self.connect_reject is not None and event.verb not in (None, "UNKNOWN", "QUIT")
+                    and not event.fatal):
+                await self._reply(self._access_denied())  # Postfix: before any syntax/sequence check
+                return
+            if event.reply == R.AUTH_INVALID_MECHANISM:
+                mechanism = (self.machine.last_argument.split() or ["?"])[0]
+                self.log.warning(logtext.sasl_failed(self.who, mechanism, "Invalid authentication mechanism"))
             await self._reply(event.reply)
             if event.fatal:
                 await self._flush()
             return
-        name = type(event).__name__.lower()
         if self.connect_reject is not None and not isinstance(event, (E.Quit, E.AuthResponse)):
             await self._reply(self._access_denied())
             return
-        await getattr(self, f"_on_{name}")(event)
+        kind = type(event)
+        method = _HANDLER_NAMES.get(kind)
+        if method is None:
+            method = _HANDLER_NAMES[kind] = f"_on_{kind.__name__.lower()}"
+        await getattr(self, method)(event)
 
     def _improper_pipelining(self, event) -> bool:
         """RFC 2920 §3.1: EHLO/HELO, DATA, STARTTLS, AUTH, VRFY, NOOP, ETRN, QUIT end a command
@@ -488,7 +534,7 @@ class SmtpSession:
             return Reply(503, "5.7.0", f"Error: access denied for {self.who}")
 
     async def _on_helo(self, event: E.Helo) -> None:
-        reject = await self._check("helo", helo_name=event.name)
+        reject = await self._check("helo", helo_name=event.name) if self._checks("helo") else None
         if reject:
             await self._reply(reject)
             return
@@ -497,8 +543,8 @@ class SmtpSession:
         await self._reply(self.machine.helo_reply(event))
 
     async def _on_mail(self, event: E.Mail) -> None:
-        reject = await self._check("mail", sender=event.address,
-                                   message_size=event.params.size)
+        reject = (await self._check("mail", sender=event.address, message_size=event.params.size)
+                  if self._checks("mail") else None)
         if reject:
             await self._reply(reject)
             return
@@ -534,7 +580,7 @@ class SmtpSession:
         return {"recipient": self.recipients[-1][0]} if self.recipients else {}
 
     async def _on_data(self, event: E.Data) -> None:
-        reject = await self._check("data", **self._last_recipient())
+        reject = await self._check("data", **self._last_recipient()) if self._checks("data") else None
         if reject:
             await self._reply(reject)
             return
@@ -551,17 +597,15 @@ class SmtpSession:
     async def _open_message(self, recipients: list) -> Reply | None:
         if self.cleanup is None:
             return R.LOCAL_ERROR
-        from roost.cleanup import ClientInfo
-        client = ClientInfo(
+        client = _CLIENT_INFO(
             name=self.client_name, address=self.conn.peer_host, port=self.conn.peer_port,
             helo=self.machine.helo_name, protocol=self._protocol(), tls=self.tls_info,
             sasl_method=self.sasl_method, sasl_username=self.sasl_username,
             session_id=self.conn.session_id)
         envelope = self.mail_params.envelope() if self.mail_params else {}
-
-        def open_queue_file():
-            # on the loop: an O_EXCL create, a rename and buffered records never wait for the
-            # disk (the fsyncs happen at the end, in the committer thread)
+        try:
+            # on the loop: the create and buffered records never wait for the disk (the
+            # fsyncs happen at the end, in the committer thread)
             message = self.cleanup.open(origin="smtpd", client=client, sender=self.sender or "",
                                         envelope=envelope)
             try:
@@ -570,9 +614,7 @@ class SmtpSession:
             except BaseException:
                 message.abort()
                 raise
-            return message
-        try:
-            self.message = open_queue_file()
+            self.message = message
         except Exception as exc:
             self.log.warning(f"cleanup open failed: {type(exc).__name__}: {exc}")
             self._abort_message()
@@ -587,7 +629,7 @@ class SmtpSession:
             return "SMTP"
         return "ESMTP" + ("S" if self.machine.tls_active else "") + ("A" if self.sasl_username else "")
 
-    def _content(self, data: bytes) -> None:
+    def _content(self, data: bytes, crlf_only: bool = False) -> None:
         if self.message is None or self.content_error is not None:
             return
         newline = data.rfind(b"\n")
@@ -601,7 +643,10 @@ class SmtpSession:
             self._abort_message()
             return
         try:
-            self.message.write(data)
+            if crlf_only:  # the decoder vouches for the line ends: cleanup may take a shortcut
+                self.message.write(data, crlf_only=True)
+            else:
+                self.message.write(data)
         except Exception as exc:
             self.log.warning(f"{self.message.queue_id}: write failed: {exc}")
             self.content_error = R.LOCAL_ERROR
@@ -611,7 +656,7 @@ class SmtpSession:
         if bare_newline and self.machine.settings.bare_newline == "reject":
             self.log.info(f"NOQUEUE: reject: DATA from {self.who}: bare <LF> received")
             self.content_error = R.bare_newline(self.hostname, self.machine.settings.bare_newline_code)
-        if self.content_error is None and self.message is not None:
+        if self.content_error is None and self.message is not None and self._checks("end_of_data"):
             reject = await self._check("end_of_data", message_size=self.message_size,
                                        **self._last_recipient())
             if reject:
@@ -751,6 +796,19 @@ class SmtpSession:
             reason = outcome.reason or "(reason unavailable)"
             self.log.warning(logtext.sasl_failed(self.who, self.auth_mechanism or "?", reason, outcome.user))
             await self._reply(R.auth_failed(reason))
+
+
+_HANDLER_NAMES: dict = {}  # event class -> name of the SmtpSession method that answers it
+
+
+def _bytes_waiting(writer) -> int:
+    """FIONREAD of the client's socket, as Postfix's smtpd peeks before its greeting: the
+    bytes the kernel holds for the server; -1 when that cannot be asked (no socket)."""
+    try:
+        answer = fcntl.ioctl(writer.get_extra_info("socket").fileno(), termios.FIONREAD, bytes(4))
+    except (OSError, AttributeError, TypeError, ValueError):
+        return -1
+    return int.from_bytes(answer, sys.byteorder)
 
 
 def _apply_actions(message, actions) -> None:

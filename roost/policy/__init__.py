@@ -159,11 +159,13 @@ class SmtpPolicy:
                 return DUNNO
             if kind == "sender" and check.state.sender is None:
                 continue
-            if kind == "helo" and check.state.helo_name is None and not self.lists["helo"]:
+            items = self.lists[kind]
+            if kind == "helo" and check.state.helo_name is None and not items:
                 continue
-            verdict = await check.run(self.lists[kind], self._scope(kind, check.state))
-            if isinstance(verdict, Reject):
-                return verdict
+            if items:  # an empty list is DUNNO: no scope to build, nothing to run
+                verdict = await check.run(items, self._scope(kind, check.state))
+                if isinstance(verdict, Reject):
+                    return verdict
             if kind == "sender" and check.stage == "RCPT":
                 verdict = self._unlisted_sender(check)
                 if verdict is not None:

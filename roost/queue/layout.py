@@ -27,6 +27,7 @@ SHOWQ_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
 
 _KNOWN_DIRECTORIES: set[str] = set()
+_QUEUE_DIRS: dict[tuple[str, str], str] = {}  # (root, queue) -> its path: a join per message saved
 
 
 class BadQueueId(ValueError):
@@ -45,9 +46,13 @@ class QueueLayout:
                    max(0, settings.int("hash_queue_depth")))
 
     def queue_dir(self, queue: str) -> str:
-        if queue not in ALL_QUEUES:
-            raise BadQueueId(f"unknown queue name: {queue}")
-        return os.path.join(self.root, queue)
+        key = (self.root, queue)
+        found = _QUEUE_DIRS.get(key)
+        if found is None:
+            if queue not in ALL_QUEUES:
+                raise BadQueueId(f"unknown queue name: {queue}")
+            found = _QUEUE_DIRS[key] = os.path.join(self.root, queue)
+        return found
 
     def levels(self, queue: str, queue_id: str) -> list[str]:
         if queue not in self.hashed or self.depth == 0:
@@ -56,6 +61,8 @@ class QueueLayout:
         return list(key[:self.depth])
 
     def directory(self, queue: str, queue_id: str) -> str:
+        if queue not in self.hashed or self.depth == 0:  # incoming, hold, ...: no levels
+            return self.queue_dir(queue)
         return os.path.join(self.queue_dir(queue), *self.levels(queue, queue_id))
 
     def path(self, queue: str, queue_id: str) -> str:

@@ -8,6 +8,15 @@ sets mode 0700 (Postfix's "complete" mark, which pickup and qmgr look for), fsyn
 file, then fsyncs the directory, and only then returns. `abort()` unlinks the file; both
 are idempotent.
 
+`anonymous=True` (cleanup's choice, Linux O_TMPFILE): the file is created without a name
+in its directory, gets its queue ID from its inode all the same, and is linked under that
+ID (linkat(2), never replacing an existing name) only once it is complete, directly into
+the queue it ends in (`hold` for a held message) with mode 0700; then fsync of the file and
+of that one directory, as above. No temporary name, no rename, no chmod, and an aborted
+message leaves nothing to unlink: a crash before the link leaves no file at all. Where the
+file system or /proc cannot do this (probed once per process and directory), the named
+scheme above is used.
+
 Invariants: the end record is the last thing written; until `finish()` has returned the
 file has no end record on disk that a reader could trust (mode 0600, and a crash leaves
 no E record unless all records before it were written). One fsync of the file per message,
@@ -21,9 +30,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import stat
 import threading
 import time
 
+from roost.log import current_pid
 from roost.queue import records as rec
 from roost.queue.ids import make_queue_id
 from roost.queue.layout import QueueLayout
@@ -35,6 +47,8 @@ _counter = itertools.count()
 
 
 SMTPD_LINE_LIMIT = 2048
+# a newline followed by 128 bytes without one: a line that costs more than len + 2 bytes
+_LONG_LINE = re.compile(rb"\n[^\n]{128}")
 
 
 def _line_extra(length: int) -> int:
@@ -101,7 +115,7 @@ class DirectorySync:
         self._commits: dict[str, _DirectoryCommit] = {}
         self._lock = threading.Lock()
 
-    def fsync(self, directory: str) -> None:
+    def _commit(self, directory: str) -> _DirectoryCommit:
         commit = self._commits.get(directory)
         if commit is None:
             with self._lock:
@@ -109,7 +123,14 @@ class DirectorySync:
                 if commit is None:
                     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                     commit = self._commits[directory] = _DirectoryCommit(fd)
-        commit.fsync()
+        return commit
+
+    def fsync(self, directory: str) -> None:
+        self._commit(directory).fsync()
+
+    def descriptor(self, directory: str) -> int:
+        """The kept read-only descriptor of `directory` (for linkat into it)."""
+        return self._commit(directory).fd
 
     def close(self) -> None:
         with self._lock:
@@ -118,9 +139,42 @@ class DirectorySync:
             self._commits.clear()
 
 
+_ANONYMOUS: dict[tuple[int, str], bool] = {}  # (pid, directory) -> O_TMPFILE + linkat works there
+_PROC_FD = "/proc/self/fd/{}"
+
+
+def _anonymous_works(directory: str, dirfd: int) -> bool:
+    """Whether an O_TMPFILE file can be made in `directory` and linked into it by name
+    through /proc (kernel, file system and /proc all allowing it); asked once per process
+    and directory, with a probe file that is removed again."""
+    key = (current_pid(), directory)
+    known = _ANONYMOUS.get(key)
+    if known is not None:
+        return known
+    works = False
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    if tmpfile:
+        probe = f"t.{current_pid()}.{next(_counter)}"  # a temp name recovery knows
+        try:
+            fd = os.open(directory, os.O_WRONLY | tmpfile | os.O_CLOEXEC, MODE_WRITING)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                os.link(_PROC_FD.format(fd), probe, dst_dir_fd=dirfd, follow_symlinks=True)
+                works = True
+                os.unlink(probe, dir_fd=dirfd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    _ANONYMOUS[key] = works
+    return works
+
+
 class QueueFileWriter:
     def __init__(self, layout: QueueLayout, *, long_ids: bool = False, queue: str = "incoming",
-                 dirsync: DirectorySync | None = None) -> None:
+                 dirsync: DirectorySync | None = None, anonymous: bool = False) -> None:
         self.layout = layout
         self.queue = queue
         self._dirsync = dirsync or DirectorySync()
@@ -136,9 +190,12 @@ class QueueFileWriter:
         self._section = "envelope"   # envelope -> content -> extracted
         self._pending_recipients: list[bytes] = []
         self.flags = 0
+        self._linked = True  # the file has its name (only an anonymous file is made without)
         directory = layout.queue_dir(queue)
+        if anonymous and self._create_anonymous(directory, long_ids):
+            return
         for _attempt in range(100):  # a name left by a crashed process with our pid is skipped
-            temp = os.path.join(directory, f"t.{os.getpid()}.{next(_counter)}")
+            temp = os.path.join(directory, f"t.{current_pid()}.{next(_counter)}")
             try:
                 self._fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                                    MODE_WRITING)
@@ -165,8 +222,54 @@ class QueueFileWriter:
             except OSError:
                 pass
             raise
+        self._start_records()
+
+    def _start_records(self) -> None:
         self._buffer += rec.record(rec.SIZE, rec.size_payload(0, 0, 0))
         self._buffer += rec.record(rec.TIME, f"{self.arrival_seconds} {self.arrival_usec}".encode())
+
+    def _create_anonymous(self, directory: str, long_ids: bool) -> bool:
+        """The O_TMPFILE start (see the module docstring); False when not possible here."""
+        try:
+            dirfd = self._dirsync.descriptor(directory)
+        except OSError:
+            return False
+        if not _anonymous_works(directory, dirfd):
+            return False
+        try:
+            # mode 0700 from the start: nobody can see the file before it is complete
+            fd = os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, MODE_COMPLETE)
+        except OSError:
+            return False
+        try:
+            info = os.fstat(fd)
+            now = time.time_ns()
+            self.arrival_seconds, self.arrival_usec = now // 1_000_000_000, (now // 1000) % 1_000_000
+            # (time, inode) is unique among live files, and this inode lives until the link
+            self.queue_id = make_queue_id(self.arrival_seconds, self.arrival_usec, info.st_ino, long_ids)
+            self.directory = self.layout.ensure_directory(self.queue, self.queue_id)
+            self.path = os.path.join(self.directory, self.queue_id)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._linked = False
+        self._needs_chmod = stat.S_IMODE(info.st_mode) != MODE_COMPLETE  # a umask took bits away
+        self._start_records()
+        return True
+
+    def _link(self, final_queue: str | None) -> None:
+        """Give the complete anonymous file its name, in `final_queue` when given."""
+        if final_queue and final_queue != self.queue:
+            self.directory = self.layout.ensure_directory(final_queue, self.queue_id)
+            self.path = os.path.join(self.directory, self.queue_id)
+            self.queue = final_queue
+        if self._needs_chmod:
+            os.fchmod(self._fd, MODE_COMPLETE)
+        # linkat never replaces an existing name (EEXIST), where rename would
+        os.link(_PROC_FD.format(self._fd), self.queue_id, dst_dir_fd=self._dirsync.descriptor(self.directory),
+                follow_symlinks=True)
+        self._linked = True
 
     # ------------------------------------------------------------------ envelope
     def _add(self, rtype: int, payload: bytes) -> None:
@@ -228,9 +331,17 @@ class QueueFileWriter:
         """message_size as Postfix counts it: the bytes its content records would take (one
         record per line, type byte + length + text; lines split every 2048 bytes as smtpd
         does). A line shorter than 128 bytes costs exactly len + 2, which the first line
-        counts; longer lines are found with C-level split/map/filter, so no Python code
-        runs per line unless the line is long."""
-        self.content_size += len(data) + data.count(b"\n")
+        counts; whether a complete line of 128 bytes or more exists is asked first with one
+        C-level search (no object per line); only then are the lines split and measured."""
+        newlines = data.count(b"\n")
+        self.content_size += len(data) + newlines
+        if newlines:
+            first = data.find(b"\n")
+            last = data.rfind(b"\n")
+            if (first + self._partial < 128
+                    and _LONG_LINE.search(data, first, last + 1) is None):  # every line is short
+                self._partial = len(data) - last - 1
+                return
         lines = data.split(b"\n")
         if len(lines) == 1:
             self._partial += len(data)
@@ -304,6 +415,9 @@ class QueueFileWriter:
                 self._flush()
                 os.pwrite(self._fd, size, 2)     # payload after the type byte and 1-byte length
                 os.pwrite(self._fd, pointer, self._pointer_offset)
+            if not self._linked:  # anonymous: complete now, named where it ends up
+                self._link(final_queue)
+                return (self.directory,)
             written_in = self.directory
             if final_queue and final_queue != self.queue:
                 # moved before it is marked complete: a crash never leaves it deliverable
@@ -344,6 +458,8 @@ class QueueFileWriter:
             except OSError:
                 pass
             self._fd = None
+        if not self._linked:  # never named: closing the descriptor freed it
+            return
         try:
             os.unlink(self.path)
         except (OSError, AttributeError):

@@ -21,8 +21,8 @@ import asyncio
 class ReadTimer:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        self._loop = loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task(loop)  # given the loop: no second look-up of it
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # set only while a read is awaited
         self._fired = False

@@ -102,14 +102,20 @@ def test_finish_into_hold(layout):
     assert read_envelope(writer.path).complete
 
 
-def test_fsync_order_file_then_directory(layout, monkeypatch):
-    calls = []
+def record_fsyncs(monkeypatch) -> list[int]:
+    """The inode numbers os.fsync is called on, in order, from now on."""
+    calls: list[int] = []
     real_fsync = os.fsync
 
     def recording_fsync(fd):
         calls.append(os.fstat(fd).st_ino)
         real_fsync(fd)
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return calls
+
+
+def test_fsync_order_file_then_directory(layout, monkeypatch):
+    calls = record_fsyncs(monkeypatch)
     writer = QueueFileWriter(layout)
     writer.recipient("b@example.net")
     writer.start_content()

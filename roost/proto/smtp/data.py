@@ -13,7 +13,9 @@ Python: a 100 MB message costs a handful of passes over memory.
 
 Invariants: at most END_MARK_LENGTH - 1 input bytes are held back between calls; the output
 never contains the end marker's last three bytes; a CRLF pair is never split between two
-output pieces (so bare-LF detection is exact across chunk boundaries).
+output pieces (so bare-LF detection is exact across chunk boundaries); `crlf_only` is True
+exactly when every CR of the piece last returned starts a CRLF (a consumer storing LF lines
+may then delete the CRs instead of replacing each CRLF).
 Security: the end of data is recognised exactly where RFC 5321 puts it, which is what stops
 a client from smuggling a second message past a filter that parses differently.
 """
@@ -27,7 +29,8 @@ END_MARK_LENGTH = len(END_MARK)
 class DataDecoder:
     """Feed raw bytes after `354`; get message content back, and learn where it ended."""
 
-    __slots__ = ("_pending", "_at_line_start", "_after_crlf", "size", "bare_newline_seen", "done")
+    __slots__ = ("_pending", "_at_line_start", "_after_crlf", "size", "bare_newline_seen", "done",
+                 "crlf_only")
 
     def __init__(self) -> None:
         self._pending = b""
@@ -36,6 +39,7 @@ class DataDecoder:
         self.size = 0  # content bytes handed out so far
         self.bare_newline_seen = False
         self.done = False
+        self.crlf_only = False  # of the last content returned: no CR but in a CRLF
 
     def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
         """(content, leftover): leftover is None while the message goes on, else the bytes
@@ -69,6 +73,8 @@ class DataDecoder:
         if newlines and newlines != piece.count(b"\r\n"):
             self.bare_newline_seen = True
             piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        # every LF now follows a CR, so each CR beyond the `newlines` CRLF pairs is a bare one
+        self.crlf_only = piece.count(b"\r") == newlines
         self._at_line_start = raw[-1] == 0x0A
         self._after_crlf = raw[-2:] == b"\r\n"
         self.size += len(piece)

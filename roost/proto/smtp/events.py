@@ -45,8 +45,11 @@ class Data:
 
 @dataclass(frozen=True)
 class DataContent:
-    """A piece of message content (dot-unstuffed, CRLF lines); no reply."""
+    """A piece of message content (dot-unstuffed, CRLF lines); no reply. `crlf_only`: every
+    CR in `data` is the first half of a CRLF (so deleting the CRs gives LF line ends, what
+    replacing each CRLF by LF gives, at a fraction of the cost); False when unknown."""
     data: bytes
+    crlf_only: bool = False
 
 
 @dataclass(frozen=True)

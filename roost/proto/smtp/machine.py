@@ -159,15 +159,36 @@ class SmtpServerMachine:
         return out
 
     def helo_reply(self, event: E.Helo) -> Reply:
-        """The positive reply to HELO (`250 host`) or EHLO/LHLO (`250-host` + keywords)."""
-        if event.verb == "HELO":
-            return Reply(250, None, self.settings.hostname)
-        return Reply(250, None, "\n".join([self.settings.hostname, *self.ehlo_keywords()]))
+        """The positive reply to HELO (`250 host`) or EHLO/LHLO (`250-host` + keywords). A
+        function of the settings, the TLS state and the verb only: each distinct reply is
+        made (and formatted for the wire, Reply.to_bytes) once per process."""
+        settings = self.settings
+        replies = settings.__dict__.get("_helo_replies")
+        if replies is None:  # kept on the (immutable) settings, as Reply keeps its wire form
+            replies = {}
+            object.__setattr__(settings, "_helo_replies", replies)
+        key = (self.tls_active, event.verb == "HELO")
+        reply = replies.get(key)
+        if reply is None:
+            if event.verb == "HELO":
+                reply = Reply(250, None, settings.hostname)
+            else:
+                reply = Reply(250, None, "\n".join([settings.hostname, *self.ehlo_keywords()]))
+            replies[key] = reply
+        return reply
 
     def _features(self) -> Features:
-        return Features(size_limit=self.settings.message_size_limit,
-                        eightbitmime=self._offered("8BITMIME"), dsn=self._offered("DSN"),
-                        smtputf8=self._offered("SMTPUTF8"))
+        # a function of the settings and the TLS state only: made again when either changes
+        cached = self._features_cache
+        if cached is not None and cached[0] is self.settings and cached[1] == self.tls_active:
+            return cached[2]
+        features = Features(size_limit=self.settings.message_size_limit,
+                            eightbitmime=self._offered("8BITMIME"), dsn=self._offered("DSN"),
+                            smtputf8=self._offered("SMTPUTF8"))
+        self._features_cache = (self.settings, self.tls_active, features)
+        return features
+
+    _features_cache: tuple | None = None
 
     # --- events ---------------------------------------------------------------------------
     def next_event(self) -> E.Event | None:
@@ -202,10 +223,10 @@ class SmtpServerMachine:
             decoder = self._decoder
             if content:
                 self._queued_end = decoder
-                return E.DataContent(content)
+                return E.DataContent(content, decoder.crlf_only)
             return self._finish_data(decoder)
         if content:
-            return E.DataContent(content)
+            return E.DataContent(content, self._decoder.crlf_only)
         return self._eof_event()
 
     def _finish_data(self, decoder: DataDecoder) -> E.Event:
@@ -469,6 +490,19 @@ class SmtpServerMachine:
     def reply(self, reply: Reply | list | tuple, *, enhanced_codes: bool = True) -> bytes:
         """Answer the pending command (or error) and update the state from the reply code.
         LMTP: after DataEnd / the last BdatEnd pass one reply per accepted recipient."""
+        if type(reply) is Reply:  # one reply: the same steps as below, without the lists
+            pending, verb = self._pending, self._pending_verb
+            self._pending = None
+            code = reply.code
+            positive = code < 400
+            if code != 334 and code != 354:  # AUTH and DATA count when they complete
+                self._count(verb, positive)
+            if not positive:
+                self.error_count += 1
+            self._apply(pending, reply)
+            if code == 421 or code == 521 or (pending == "ERROR" and self._pending_fatal):
+                self.closed = True
+            return reply.to_bytes(enhanced_codes)
         replies = list(reply) if isinstance(reply, (list, tuple)) else [reply]
         pending, verb = self._pending, self._pending_verb
         self._pending = None
@@ -478,7 +512,7 @@ class SmtpServerMachine:
             self._count(verb, positive)
         if not positive:
             self.error_count += 1
-        self._apply(pending, first, replies)
+        self._apply(pending, first)
         if any(r.code in (421, 521) for r in replies) or (pending == "ERROR" and self._pending_fatal):
             self.closed = True
         return b"".join(r.to_bytes(enhanced_codes) for r in replies)
@@ -490,7 +524,9 @@ class SmtpServerMachine:
         return reply.to_bytes() if reply else b""
 
     def _count(self, verb: str, ok: bool) -> None:
-        entry = self.stats.setdefault(verb, [0, 0])
+        entry = self.stats.get(verb)
+        if entry is None:
+            entry = self.stats[verb] = [0, 0]
         entry[1] += 1
         entry[0] += ok
 
@@ -502,7 +538,7 @@ class SmtpServerMachine:
         self._bdat_total = 0
         self._bdat_error = None
 
-    def _apply(self, pending, first: Reply, replies: list) -> None:
+    def _apply(self, pending, first: Reply) -> None:
         ok = first.code < 400
         if isinstance(pending, E.Helo) and ok:
             self._reset_transaction()

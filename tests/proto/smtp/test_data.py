@@ -130,3 +130,44 @@ def test_matches_line_by_line_reference(tokens, cuts):
     else:
         assert rest is None
         assert expected_content.startswith(content)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b".", b"..", b"a", b"\r\r\n", b"\r\n.\r\n"]), max_size=40),
+       st.lists(st.integers(0, 200), max_size=6))
+def test_crlf_only_flag_tells_the_truth(tokens, cuts):
+    """DataContent.crlf_only / DataDecoder.crlf_only: set exactly when every CR of the piece
+    just returned is followed by an LF in that piece (so deleting CRs = CRLF -> LF)."""
+    data = b"".join(tokens)
+    decoder = DataDecoder()
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    for start, end in zip([0, *points], [*points, len(data)]):
+        content, leftover = decoder.feed(data[start:end])
+        if content:
+            paired = content.count(b"\r") == content.count(b"\r\n")
+            assert decoder.crlf_only == paired, content
+            if decoder.crlf_only:
+                assert content.translate(None, b"\r") == content.replace(b"\r\n", b"\n")
+        if leftover is not None:
+            break
+
+
+def test_machine_passes_the_flag_on():
+    from roost.proto.smtp import events as E
+    from roost.proto.smtp.machine import MachineSettings, SmtpServerMachine
+    from roost.proto.smtp import reply as R
+    machine = SmtpServerMachine(MachineSettings())
+    machine.receive(b"HELO c\r\n")
+    machine.reply(machine.helo_reply(machine.next_event()))
+    for line, answer in ((b"MAIL FROM:<a@b>\r\n", R.MAIL_OK), (b"RCPT TO:<c@d>\r\n", R.RCPT_OK),
+                         (b"DATA\r\n", R.START_DATA)):
+        machine.receive(line)
+        assert machine.next_event() is not None
+        machine.reply(answer)
+    pieces = []
+    machine.receive(b"Subject: x\r\n\r\nclean\r\n")
+    pieces.append(machine.next_event())
+    machine.receive(b"bare\rcr\r\n.\r\n")
+    pieces.append(machine.next_event())
+    assert [type(p) for p in pieces] == [E.DataContent, E.DataContent]
+    assert [p.crlf_only for p in pieces] == [True, False]

@@ -325,3 +325,17 @@ def test_fuzz_never_raises(parts, newline, lmtp, step):
         assert 200 <= code < 600
         if code >= 500 and "command not recognized" in text:
             assert text.startswith("500 ")
+
+
+def test_helo_replies_are_made_once_per_settings_and_tls_state():
+    settings = MachineSettings(hostname="mx.example", starttls_available=True)
+    first, second = SmtpServerMachine(settings), SmtpServerMachine(settings)
+    ehlo = E.Helo("EHLO", "client")
+    plain = first.helo_reply(ehlo)
+    assert "STARTTLS" in plain.text and second.helo_reply(ehlo) is plain
+    second.tls_active = True  # after STARTTLS: no STARTTLS keyword any more
+    assert "STARTTLS" not in second.helo_reply(ehlo).text
+    assert first.helo_reply(ehlo) is plain
+    assert first.helo_reply(E.Helo("HELO", "client")).to_bytes() == b"250 mx.example\r\n"
+    other = SmtpServerMachine(MachineSettings(hostname="other.example"))
+    assert other.helo_reply(ehlo).text.startswith("other.example\n")
