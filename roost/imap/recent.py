@@ -67,8 +67,9 @@ def claim(mailbox) -> set[int]:
         claimed = {info.uid for info in mailbox.messages() if info.uid >= first}
         mark = max(mailbox.uidnext, first)
         if mark != first:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, b"%d\n" % mark, 0)
+            data = b"%d\n" % mark
+            os.pwrite(fd, data, 0)  # the mark only grows: never shorter than what it replaces
+            os.ftruncate(fd, len(data))  # cuts longer (damaged) content; frees no block
         return claimed
     finally:
         os.close(fd)

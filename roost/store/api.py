@@ -105,6 +105,7 @@ class SessionLock(abc.ABC):
 
 class Mailbox(abc.ABC):
     """An opened mailbox: a snapshot of its messages plus the calls that change them."""
+    __slots__ = ()  # backends may use slots: every open session keeps one
     name: str
     readonly: bool
     uidvalidity: int

@@ -57,6 +57,12 @@ def directory_signature(paths) -> int:
     return hash(tuple(result))
 
 
+def stats_signature(stats) -> int:
+    """directory_signature() of directories already stat()ed (None: missing)."""
+    return hash(tuple(None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
+                      for st in stats))
+
+
 class _Inotify:
     """The process's inotify descriptor and an event counter per watch descriptor."""
 

@@ -12,6 +12,29 @@ the listing) takes no lock and writes nothing; otherwise the full sync runs unde
 dovecot-uidlist dotlock, appends to dovecot-uidlist when it only adds records, rewrites it
 when records go, and appends to roost.index.
 
+Locks, and their order:
+  U  `dovecot-uidlist.lock` (roost.store.maildir.dotlock, Dovecot's protocol): held by
+     whoever writes dovecot-uidlist or makes a file appear that must get a UID (deliveries
+     rename into new/ under it, as Dovecot does) and by every full sync.
+  I  flock on `roost.index.lock` (roost.store.maildir.indexlock): held by whoever writes
+     roost.index, from reading the index it will update until the write is done.
+  Order: U before I. lock() takes U; sync_locked(), delivery_start() and the other index
+  writers under it add I (ensure_index_lock()) and lock() drops both. A flag change
+  (MaildirMailbox.set_flags) renames files and appends MODSEQs under I alone, as Dovecot
+  changes flags without U (dovecot-uidlist holds base names, which a flag rename keeps);
+  when it finds the index behind dovecot-uidlist it releases I and starts over under
+  lock(). An expunge (MaildirMailbox.expunge) likewise unlinks and appends `X` records
+  under I alone, leaving the records in dovecot-uidlist (a record without its file is an
+  expunge to every reader, Dovecot included, which leaves them the same way); the next
+  sync under U drops them, and a record of a UID the index holds as expunged counts as
+  gone even when a file of that name is back (it gets a new UID: none is reused).
+  Nobody waits for U while holding I, and Dovecot knows only U: no deadlock.
+  No lost update: every roost.index write happens under I, after re-reading the file when
+  its signature changed (another writer appended), so two processes' MODSEQs interleave and
+  never repeat; a rename that another program won first fails and is redone after a sync.
+  The sessions of a process share the parsed index of a file version (_SHARED_INDEXES);
+  a writer changes a private copy (_private()) and shares the result once written.
+
 Invariants: UIDs are never reused within one UIDVALIDITY; a damaged or missing
 dovecot-uidlist is rebuilt from roost.index (same UIDs) or, failing that, with a new
 UIDVALIDITY; a damaged roost.index is rebuilt from the files; both with a logged warning and
@@ -28,20 +51,31 @@ import os
 import re
 import struct
 import time
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from roost.store.maildir import index as index_file
 from roost.store.maildir import keywords as keywords_file
 from roost.store.maildir import uidlist as uidlist_file
+from roost.store.maildir import indexlock
 from roost.store.maildir.dotlock import DotLock
+from roost.store.maildir.indexlock import IndexLock
 from roost.store.maildir.index import Entry, Index
 from roost.store.maildir.names import delivery_order, size_fields, split_name
 from roost.store.maildir.stream import virtual_size_of
 
 log = logging.getLogger("roost.store")
 _SIGNATURE = struct.Struct("=" + "Qqq" * 5)  # (inode, mtime_ns, size) of five files
+# how long after a change a file time is trusted to tell the next change apart: the kernel
+# stamps files from its tick clock (1-10 ms); whole-second times (and NFS clock skew) need more
+FINE_TIME_MARGIN = 100_000_000
+COARSE_TIME_MARGIN = 2_000_000_000
 SUBDIRS = ("new", "cur")
+# roost.index path -> the parsed version the folder objects of this process (one per session)
+# share; an Index in here is never changed: writers change a private copy (_private())
+_SHARED_INDEXES: "weakref.WeakValueDictionary[str, Index]" = weakref.WeakValueDictionary()
 TMP_MAX_AGE = 36 * 3600
 
 
@@ -76,7 +110,7 @@ class MaildirFolder:
     # slots: every open session keeps its folders (no per-object __dict__)
     __slots__ = ("paths", "owner", "new_uidvalidity", "fsync", "_index", "_index_signature",
                  "_keywords", "_keywords_signature", "_uidlist_cache", "uidlist_torn",
-                 "_last", "tmp_cleaned", "_header_cache", "_defer_cache")
+                 "_last", "tmp_cleaned", "_header_cache", "_defer_cache", "_index_lock")
 
     def __init__(self, paths: FolderPaths, new_uidvalidity: Callable[[], int], *,
                  fsync: bool = True, owner: tuple[int, int] | None = None):
@@ -94,6 +128,7 @@ class MaildirFolder:
         self.tmp_cleaned = False
         self._header_cache = None
         self._defer_cache = False
+        self._index_lock: IndexLock | None = None  # opened by the first writer
 
     # --- files -----------------------------------------------------------------------------
 
@@ -153,8 +188,33 @@ class MaildirFolder:
     def path_of(self, location: tuple[str, str]) -> str:
         return os.path.join(self.paths.mail, location[0], location[1])
 
-    def lock(self) -> DotLock:
-        return DotLock(self.paths.uidlist)
+    @contextmanager
+    def lock(self) -> Iterator[DotLock]:
+        """The dovecot-uidlist dotlock (U); index writers under it add the index lock (I)
+        with ensure_index_lock(), and it is released with U (order U -> I, see the module
+        docstring)."""
+        index_lock = self._index_lock
+        assert index_lock is None or not index_lock.held, "U is never awaited holding I"
+        with DotLock(self.paths.uidlist) as dotlock:
+            try:
+                yield dotlock
+            finally:
+                if self._index_lock is not None:
+                    self._index_lock.release()
+
+    def index_lock(self) -> IndexLock:
+        """The roost.index writer lock (I) alone: for changes that touch no dovecot-uidlist
+        record (flag renames). Never take lock() while holding it."""
+        lock = self._index_lock
+        if lock is None:
+            directory = self.paths.index or self.paths.control
+            lock = self._index_lock = indexlock.for_path(
+                os.path.join(directory, indexlock.FILE_NAME), self.owner)
+        return lock
+
+    def ensure_index_lock(self) -> None:
+        """Hold I (a no-op when this thread holds it): before reading roost.index to write it."""
+        self.index_lock().ensure()
 
     def _chown(self, path: str) -> None:
         if self.owner is not None:
@@ -162,12 +222,12 @@ class MaildirFolder:
 
     # --- keywords ----------------------------------------------------------------------------
 
-    def keywords(self) -> dict[int, str]:
-        path = os.path.join(self.paths.control, keywords_file.FILE_NAME)
-        try:
-            sig = index_file.signature(os.stat(path))
-        except FileNotFoundError:
-            sig = ""
+    def keywords(self, st: os.stat_result | None | bool = False) -> dict[int, str]:
+        """The dovecot-keywords map, re-read when the file changed (`st`: its stat, None
+        when missing, as a sync already took it; else stat it now)."""
+        if st is False:
+            st = _stat(os.path.join(self.paths.control, keywords_file.FILE_NAME))
+        sig = index_file.signature(st)
         if sig != self._keywords_signature:
             self._keywords = keywords_file.read(self.paths.control)
             self._keywords_signature = sig
@@ -180,20 +240,48 @@ class MaildirFolder:
 
     # --- index -----------------------------------------------------------------------------
 
-    def _load_index(self) -> tuple[Index | None, str | None]:
+    def _load_index(self, st: os.stat_result | None | bool = False
+                    ) -> tuple[Index | None, str | None]:
+        """(index, damage) as the file is (`st`: its stat when a sync already took it)."""
         path = self.paths.index_path
         if path is None:
             return self._index, None
-        try:
-            sig = index_file.signature(os.stat(path))
-        except FileNotFoundError:
+        if st is False:
+            st = _stat(path)
+        if st is None:
             self._index, self._index_signature = None, ""
             return None, None
+        sig = index_file.signature(st)
         if sig == self._index_signature and self._index is not None:
             return self._index, None
+        shared = _SHARED_INDEXES.get(path)
+        if shared is not None and shared.shared_as == sig:
+            self._index, self._index_signature = shared, sig
+            return shared, None
         found, problem, st = index_file.read(path)
         self._index, self._index_signature = found, index_file.signature(st)
+        if found is not None:
+            self._share(found)
         return found, problem
+
+    def _share(self, found: Index) -> None:
+        """Offer `found`, this folder's index as the file is now, to the process's other
+        folder objects of the mailbox (from now on nobody changes it)."""
+        path = self.paths.index_path
+        if path is not None:
+            found.shared_as = self._index_signature
+            _SHARED_INDEXES[path] = found
+
+    def _private(self, found: Index | None) -> Index | None:
+        """Under the index lock, for a writer: a copy of `found` (which other folder objects
+        may share) that becomes this folder's index, to change and write."""
+        if found is None:
+            return None
+        copy = Index(found.uidvalidity, found.guid, found.entries, found.highestmodseq,
+                     found.uidlist_signature, found.uidnext, found.lines, found.extra,
+                     dict(found.expunged), found.forgotten)
+        self._index = copy
+        return copy
 
     def _uidlist_signature(self) -> str:
         try:
@@ -203,42 +291,54 @@ class MaildirFolder:
 
     # --- sync ------------------------------------------------------------------------------
 
-    def _quick_signature(self) -> bytes | None:
+    def control_stats(self) -> list[os.stat_result | None]:
+        """The stats (None: missing) of new/, cur/, dovecot-uidlist, dovecot-keywords and
+        roost.index, in this order: what sync() starts from (taken before it lists or reads
+        anything, so a change after them shows as a difference later)."""
+        mail, control = self.paths.mail, self.paths.control
+        return [_stat(os.path.join(mail, "new")), _stat(os.path.join(mail, "cur")),
+                _stat(self.paths.uidlist), _stat(os.path.join(control, "dovecot-keywords")),
+                _stat(self.paths.index_path or self.paths.uidlist)]
+
+    def _quick_signature(self, stats) -> int | None:
         """mtimes of new/, cur/ and the control files, or None when one of them changed
         too recently to be trusted (file times are as coarse as the kernel's clock tick,
-        so two changes in one tick look like one). Packed into one bytes object (compared
-        only for equality; every idle session keeps one)."""
+        so two changes in one tick look like one: a time with nanoseconds is trusted after
+        FINE_TIME_MARGIN, a whole-second one after COARSE_TIME_MARGIN). Hashed into one int
+        (compared only for equality, like roost.store.notify's signatures; every idle session
+        keeps one)."""
         parts = []
-        limit = time.time_ns() - 2_000_000_000
-        for path in (os.path.join(self.paths.mail, "new"), os.path.join(self.paths.mail, "cur"),
-                     self.paths.uidlist, os.path.join(self.paths.control, "dovecot-keywords"),
-                     self.paths.index_path or self.paths.uidlist):
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
+        now = time.time_ns()
+        for st in stats:
+            if st is None:
                 parts += (0, -1, -1)  # no inode is number 0
                 continue
-            if st.st_mtime_ns > limit:
+            mtime = st.st_mtime_ns
+            if mtime > now - (FINE_TIME_MARGIN if mtime % 1_000_000_000 else COARSE_TIME_MARGIN):
                 return None
-            parts += (st.st_ino, st.st_mtime_ns, st.st_size)
-        return _SIGNATURE.pack(*parts) + self._index_signature.encode()
+            parts += (st.st_ino, mtime, st.st_size)
+        return hash(_SIGNATURE.pack(*parts) + self._index_signature.encode())
 
-    def sync(self) -> State:
-        """The current state; takes the lock and writes only when something changed."""
-        quick = self._quick_signature()
+    def sync(self, stats: list[os.stat_result | None] | None = None) -> State:
+        """The current state; takes the lock and writes only when something changed.
+        `stats`: control_stats() the caller just took."""
+        if stats is None:
+            stats = self.control_stats()
+        quick = self._quick_signature(stats)
         if quick is not None and self._last is not None and self._last[0] == quick:
             return self._last[1]
-        state = self._sync()
+        state = self._sync(stats)
         self._last = (quick, state) if quick is not None else None
         return state
 
-    def _sync(self) -> State:
+    def _sync(self, stats) -> State:
         listing = self.scan()
-        found, _problem = self._load_index()
+        # the stats were taken before the listing: a change since shows as a disagreement
+        found, _problem = self._load_index(stats[4] if self.paths.index_path else False)
         if (found is not None and found.uidlist_signature
-                and found.uidlist_signature == self._uidlist_signature()
+                and found.uidlist_signature == index_file.signature(stats[2])
                 and len(listing) == len(found.entries) and self._agrees(found, listing)):
-            return self._state(found, listing)
+            return self._state(found, listing, stats[3])
         with self.lock():
             return self.sync_locked()
 
@@ -256,10 +356,11 @@ class MaildirFolder:
                     return False
         return True
 
-    def _state(self, found: Index, listing) -> State:
+    def _state(self, found: Index, listing, keywords_st: os.stat_result | None | bool = False
+               ) -> State:
         uidnext = max(next(reversed(found.entries), 0) + 1, found.uidnext)
         return State(found.uidvalidity, uidnext, found.highestmodseq, found.entries, listing,
-                     self.keywords(), found.extra)
+                     self.keywords(keywords_st), found.extra)
 
     def add_unlettered(self, extras: dict[int, frozenset[str]]) -> None:
         """Record keywords that have no file-name letter for freshly saved messages (a
@@ -276,21 +377,25 @@ class MaildirFolder:
     def indexed(self) -> Index:
         """The index as the last sync left it (call under the lock, after sync_locked)."""
         assert self._index is not None
-        return self._index
+        return self._private(self._index)
 
     def current_index(self) -> Index | None:
-        """Under the lock: the index when it already describes every dovecot-uidlist record
-        (nothing to sync first), else None."""
+        """Under the index lock: the index when it already describes every dovecot-uidlist
+        record (nothing to sync first), else None."""
+        assert self.index_lock().held, "roost.index is read for writing under the index lock"
         found, problem = self._load_index()
         if found is None or problem or not found.uidlist_signature:
             return None
-        return found if found.uidlist_signature == self._uidlist_signature() else None
+        if found.uidlist_signature != self._uidlist_signature():
+            return None
+        return self._private(found)
 
     def record_changes(self, found: Index, changed: list[Entry],
                        extra: dict[int, frozenset[str]] | None = None) -> Index:
         """Under the lock: give each changed entry the next MODSEQ and append it to the
         index (the files were already renamed), with its keywords beyond the 26 letters
         when `extra` has them; the updated index."""
+        assert self.index_lock().held, "roost.index is written under the index lock"
         modseq = found.highestmodseq
         entries = dict(found.entries)
         extras = dict(found.extra)
@@ -310,11 +415,49 @@ class MaildirFolder:
                     extras.pop(entry.uid, None)
         found.entries, found.highestmodseq, found.extra = entries, modseq, extras
         path = self.paths.index_path
+        self._index = found
         if path is not None and lines:
             self._index_signature = index_file.signature(
                 index_file.append(path, found, "".join(lines)))
-        self._index = found
+            self._share(found)
         return found
+
+    def record_expunged(self, found: Index, gone: list[int]) -> Index:
+        """Under the index lock, after `gone` were unlinked: append their `X` records, each
+        with the next MODSEQ; the updated index. The dovecot-uidlist signature stays: the
+        file still lists them, and a record without its file is what a sync expects of an
+        expunge (it drops such records when it rewrites the file under the dotlock)."""
+        assert self.index_lock().held, "roost.index is written under the index lock"
+        modseq = found.highestmodseq
+        entries = dict(found.entries)
+        lines = []
+        for uid in gone:
+            if entries.pop(uid, None) is None:
+                continue
+            modseq += 1
+            lines.append(f"X {uid} {modseq}\n")
+            found.expunged[uid] = modseq
+        if not lines:
+            return found
+        if found.extra.keys() & set(gone):
+            found.extra = {uid: names for uid, names in found.extra.items() if uid in entries}
+        found.entries, found.highestmodseq = entries, modseq
+        self._write_index(found, lines)
+        return found
+
+    def _write_index(self, found: Index, lines: list[str]) -> None:
+        """Append `lines` to roost.index, or rewrite it when appended lines outnumber live
+        messages; `found` becomes this folder's index."""
+        path = self.paths.index_path
+        if path is not None:
+            if found.lines + len(lines) > 2 * len(found.entries) + 1000:
+                st = index_file.write(path, found)
+                self._chown(path)
+            else:
+                st = index_file.append(path, found, "".join(lines))
+            self._index_signature = index_file.signature(st)
+        self._index = found
+        self._share(found)
 
     # --- deliveries by this process ---------------------------------------------------------
 
@@ -326,6 +469,7 @@ class MaildirFolder:
         path = self.paths.index_path
         if self._index is None or path is None:
             return None
+        self.ensure_index_lock()  # held to record_delivered(): no flag change in between
         try:
             if index_file.signature(os.stat(path)) != self._index_signature:
                 return None
@@ -334,7 +478,7 @@ class MaildirFolder:
         before = self._uidlist_signature()
         if not before or self._index.uidlist_signature != before:
             return None
-        return self._index, before
+        return self._private(self._index), before
 
     def record_delivered(self, token, delivered: list[tuple[int, str, tuple[str, str]]]) -> None:
         """Under the same lock, after the delivery: (uid, base, (subdir, name)) of each new
@@ -385,6 +529,7 @@ class MaildirFolder:
             return
         self._index_signature = index_file.signature(st)
         self._index = found
+        self._share(found)
 
     def _read_uidlist(self):
         """(a private copy of the parsed dovecot-uidlist or None, problem). Parsed whole only
@@ -436,10 +581,12 @@ class MaildirFolder:
     def sync_locked(self, listing: dict[str, tuple[str, str]] | None = None) -> State:
         """The full sync; the caller holds the dovecot-uidlist dotlock. `listing` is a scan
         the caller made under the same lock (and kept up to date with its own renames)."""
+        self.ensure_index_lock()
         listing = self.scan() if listing is None else listing
         uidlist_path = self.paths.uidlist
         uids, problem = self._read_uidlist()
         found, index_problem = self._load_index()
+        found = self._private(found)
         if index_problem:
             log.warning("Broken file %s: %s - rebuilding", self.paths.index_path, index_problem)
             found = None
@@ -471,9 +618,17 @@ class MaildirFolder:
         if missing:
             listing.update(self.scan())
             missing = [uid for uid in missing if uids.records[uid] not in listing]
+        # records of messages roost expunged (an expunge leaves them to this sync): gone
+        # even when a file of that name is back (restored, redelivered): it gets a new UID
+        expunged = [uid for uid in found.expunged
+                    if uid in uids.records and uid not in found.entries]
+        if expunged:
+            missing = sorted(set(missing).union(expunged))
         floor = uids.uidnext  # UIDs below this were given out: never again
         latest: dict[str, int] = {}
         for uid, base in uids.records.items():
+            if expunged and uid in found.expunged and uid not in found.entries:
+                continue
             if base in latest:  # a duplicate record: the later UID wins, as in Dovecot
                 log.warning("%s: Duplicate file entry: %s (uid %d -> %d)", uidlist_path, base,
                             latest[base], uid)
@@ -549,6 +704,8 @@ class MaildirFolder:
             if st is not None:
                 self._index_signature = index_file.signature(st)
         self._index = found
+        if path is not None and st is not None:
+            self._share(found)
         state = self._state(found, listing)
         state.uidnext = max(state.uidnext, uids.uidnext)
         return state
@@ -567,6 +724,13 @@ class MaildirFolder:
             log.warning("Maildir %s: ignoring %s: %s", self.paths.mail, location[1], error)
             return None
         return int(st.st_mtime), virtual
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 _WRITER_PID = re.compile(r"\A\d+\.M\d+P(\d+)\.")

@@ -23,7 +23,9 @@ rewrites stay rare) and records in `F` the MODSEQ below which the history is inc
 
 Invariants: parse() never raises; any malformed line marks the file damaged (the caller
 rebuilds it from the Maildir and logs a warning); a final line without newline (crash during
-an append) is ignored. Only written under the dovecot-uidlist dotlock.
+an append) is ignored. Only written under the index lock (roost.store.maildir.indexlock;
+the lock order is in roost.store.maildir.folder). A parsed Index a process's sessions share
+(`shared_as` set) is never changed.
 Security: base names containing '/' or NUL make the file damaged (never followed).
 """
 
@@ -47,7 +49,7 @@ class Entry(NamedTuple):  # a tuple: 10,000 of them are built per parse
     base: str
 
 
-@dataclass
+@dataclass(slots=True, weakref_slot=True)  # shared by a process's sessions of a mailbox
 class Index:
     uidvalidity: int
     guid: str
@@ -62,6 +64,9 @@ class Index:
     # expunges with a MODSEQ up to this one are not all in `expunged`; None: a new index,
     # which knows nothing from before its HIGHESTMODSEQ
     forgotten: int | None = None
+    # the signature of the file version this object is, once it is shared between the
+    # folder objects of a process (roost.store.maildir.folder): then it is never changed
+    shared_as: str = ""
 
     def __post_init__(self) -> None:
         if self.forgotten is None:

@@ -8,9 +8,13 @@ MOVE (RFC 6851) as copy + expunge, UNCHANGEDSINCE (RFC 7162 §3.1.3) against roo
 MODSEQs, and the change feed (roost.store.notify).
 
 Invariants: messages() changes only in refresh() and in this object's own set_flags /
-expunge; every change is made under the dovecot-uidlist dotlock and recorded by a sync, so
-MODSEQs grow across processes; a rename that loses a race with another program is retried
-after a rescan.
+expunge; every change is recorded in roost.index under its lock (roost.store.maildir.indexlock),
+so MODSEQs grow across processes. STORE and EXPUNGE take that lock alone when the index is
+current (the common case: no file is created, nothing is listed); an expunge leaves the
+dovecot-uidlist records to the next sync under the dotlock, as Dovecot does, and forces one
+when they pile up; anything unexpected goes the synced way under the dotlock (lock order:
+roost.store.maildir.folder). A rename or unlink that loses a race with another program is
+retried after a rescan.
 Security: paths are built only from listed file names; a read-only mailbox refuses changes.
 """
 
@@ -30,7 +34,7 @@ from roost.store.maildir.keywords import valid_keyword
 from roost.store.maildir.names import (filename_with, flags_of, info_letters, keyword_indexes,
                                        new_base, size_fields, split_name)
 from roost.store.maildir.stream import open_crlf
-from roost.store.notify import ChangeWatcher, directory_signature
+from roost.store.notify import ChangeWatcher, stats_signature
 
 
 _new_info = object.__new__
@@ -41,6 +45,11 @@ class ReadOnlyMailbox(StoreError):
 
 
 class MaildirMailbox(Mailbox):
+    # slots: every open session keeps one (no per-object __dict__)
+    __slots__ = ("store", "name", "folder", "readonly", "_infos", "_entries", "_state",
+                 "_watcher", "_letters_cache", "_seen", "uidvalidity", "uidnext",
+                 "highestmodseq")
+
     def __init__(self, store, name: str, folder: MaildirFolder, *, readonly: bool = False):
         self.store = store
         self.name = name
@@ -54,8 +63,9 @@ class MaildirMailbox(Mailbox):
         if not readonly and not folder.tmp_cleaned:
             folder.tmp_cleaned = True
             folder.clean_tmp()
-        self._seen = directory_signature(self._watch_paths())
-        self._apply(folder.sync())
+        stats = folder.control_stats()
+        self._seen = stats_signature(stats[:2])  # new/ and cur/, as _watch_paths()
+        self._apply(folder.sync(stats))
 
     # --- snapshot --------------------------------------------------------------------------
 
@@ -116,8 +126,9 @@ class MaildirMailbox(Mailbox):
 
     @store_errors
     def refresh(self) -> list[Change]:
-        self._seen = directory_signature(self._watch_paths())  # before: a change meanwhile
-        return self._apply(self.folder.sync())                 # shows as a difference
+        stats = self.folder.control_stats()  # before: a change meanwhile shows as a difference
+        self._seen = stats_signature(stats[:2])  # new/ and cur/, as _watch_paths()
+        return self._apply(self.folder.sync(stats))
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -201,11 +212,14 @@ class MaildirMailbox(Mailbox):
                 new, new_idx, new_extra = flags, wanted_idx, unlettered
             return info_letters(new, new_idx, keep=letters), new_extra
 
-        with self.folder.lock():
+        # the index lock alone (no file is created): dovecot-uidlist keeps base names, which
+        # a flag rename does not change (the lock order: roost.store.maildir.folder)
+        with self.folder.index_lock():
             quick = self._set_flags_indexed(wanted, plan, unchangedsince)
-            if quick is not None:
-                state, touched, failed = quick
-            else:
+        if quick is not None:
+            state, touched, failed = quick
+        else:
+            with self.folder.lock():
                 state, touched, failed = self._set_flags_synced(wanted, plan, unchangedsince)
         self._apply(state, only=touched)
         return [self._infos[uid] for uid in touched if uid in self._infos], failed
@@ -309,35 +323,97 @@ class MaildirMailbox(Mailbox):
     @store_errors
     def expunge(self, uids=None) -> list[int]:
         self._writable()
-        gone: list[int] = []
-        with self.folder.lock():
-            state = self.folder.sync_locked()
-            if uids is None:
-                targets = [uid for uid, e in state.entries.items() if "T" in e.letters]
-            else:
-                targets = sorted(set(uids) & state.entries.keys())
-            for uid in targets:
-                entry = state.entries[uid]
-                location = state.files.get(entry.base) or self.folder.scan().get(entry.base)
-                if location is None:
-                    continue
-                try:
-                    os.unlink(self.folder.path_of(location))
-                except FileNotFoundError:
-                    fresh = self.folder.scan().get(entry.base)
-                    if fresh is None:
-                        continue
-                    os.unlink(self.folder.path_of(fresh))
-                gone.append(uid)
-            if gone:
-                self.store.quota_changed([state.entries[uid].base for uid in gone], -1)
-                if self.folder.fsync:
-                    for sub in ("cur", "new"):
-                        deliver.fsync_dir(os.path.join(self.folder.paths.mail, sub))
-                self.folder.sync_locked()
+        # the index lock alone, as for flags: the files go and roost.index records it; their
+        # dovecot-uidlist records stay until the next sync under the dotlock drops them
+        # (Dovecot leaves them the same way), so an expunge creates no file
+        with self.folder.index_lock():
+            gone, done, crowded = self._expunge_indexed(uids)
+        if not done or crowded:
+            with self.folder.lock():
+                if not done:
+                    gone += self._expunge_synced(uids, gone)
+                else:
+                    self.folder.sync_locked()  # drops the records of files gone
         for uid in gone:
             self._entries.pop(uid, None)
             self._infos.pop(uid, None)
+        return gone
+
+    def _expunge_indexed(self, uids) -> tuple[list[int], bool, bool]:
+        """The common case, like _set_flags_indexed: the index is current, so unlink the
+        files the snapshot knows and append their `X` records, without listing the mailbox.
+        (uids unlinked, whether all is done, whether dovecot-uidlist has grown to over twice
+        what its live records need and wants a sync to rewrite it); a surprise leaves the
+        rest to _expunge_synced()."""
+        folder = self.folder
+        found = folder.current_index()
+        if found is None or self._state is None:
+            return [], False, False
+        if uids is None:
+            targets = [uid for uid, e in found.entries.items() if "T" in e.letters]
+        else:
+            targets = sorted(set(uids) & found.entries.keys())
+        files = self._state.files
+        plans = []
+        for uid in targets:
+            entry = found.entries[uid]
+            location = files.get(entry.base)
+            if location is None or split_name(location[1])[1] != entry.letters:
+                return [], False, False
+            plans.append((entry, location))
+        if not plans:
+            return [], True, False
+        gone: list[int] = []
+        subs = set()
+        for entry, location in plans:
+            try:
+                os.unlink(folder.path_of(location))
+            except FileNotFoundError:
+                break  # renamed or removed meanwhile: the synced way finds it
+            files.pop(entry.base, None)
+            gone.append(entry.uid)
+            subs.add(location[0])
+        self._expunged(gone, [found.entries[uid].base for uid in gone], subs)
+        found = folder.record_expunged(found, gone)
+        return gone, len(gone) == len(plans), _uidlist_crowded(found)
+
+    def _expunged(self, gone: list[int], bases: list[str], subs) -> None:
+        """After unlinking: the quota file, then the directories made durable (before
+        roost.index records the expunges: a file a crash brought back would get a new UID)."""
+        if not gone:
+            return
+        self.store.quota_changed(bases, -1)
+        if self.folder.fsync:
+            for sub in sorted(subs):
+                deliver.fsync_dir(os.path.join(self.folder.paths.mail, sub))
+
+    def _expunge_synced(self, uids, done: list[int]) -> list[int]:
+        """After a full sync (which records what `done` already unlinked): unlink the rest
+        of `uids` (or every \\Deleted message), following files others moved."""
+        gone: list[int] = []
+        subs = set()
+        state = self.folder.sync_locked()
+        if uids is None:
+            targets = [uid for uid, e in state.entries.items() if "T" in e.letters]
+        else:
+            targets = sorted(set(uids) & state.entries.keys() - set(done))
+        for uid in targets:
+            entry = state.entries[uid]
+            location = state.files.get(entry.base) or self.folder.scan().get(entry.base)
+            if location is None:
+                continue
+            try:
+                os.unlink(self.folder.path_of(location))
+            except FileNotFoundError:
+                location = self.folder.scan().get(entry.base)
+                if location is None:
+                    continue
+                os.unlink(self.folder.path_of(location))
+            subs.add(location[0])
+            gone.append(uid)
+        self._expunged(gone, [state.entries[uid].base for uid in gone], subs)
+        if gone:
+            self.folder.sync_locked()
         return gone
 
     @store_errors
@@ -457,6 +533,23 @@ class MaildirMailbox(Mailbox):
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+
+
+UIDLIST_SLACK = 8192
+
+
+def _uidlist_crowded(found) -> bool:
+    """Whether dovecot-uidlist (its size is in the index's signature of it) is over twice
+    what records of the live messages take, plus UIDLIST_SLACK bytes: expunged records
+    pile up there."""
+    try:
+        size = int(found.uidlist_signature.split(":")[2])
+    except (IndexError, ValueError):
+        return False
+    if not found.entries:
+        return size > UIDLIST_SLACK
+    sample = next(iter(found.entries.values()))
+    return size > 2 * len(found.entries) * (len(sample.base) + 12) + UIDLIST_SLACK
 
 
 class _LiveBases:
