@@ -7,7 +7,8 @@ config has it), the same kind of Maildir store and plaintext LOGIN; roost reads 
 reference's own dovecot.conf template, with its paths and port moved.
 
 Runs: the compliance scripts (run_compliance.sh) against each, then stress runs with state
-checking (run_stress.sh, default command mix) at each client count, alternating servers;
+checking (run_stress.sh, default command mix) at each client count, alternating servers
+(--rounds N: N runs each, the order alternating between rounds, medians per command);
 prints a Markdown section and, with --write, replaces the "## IMAP (imaptest)" section of
 bench/RESULTS.md. Each stress run also reports the server's CPU per command (user+system of
 all its processes from /proc, finished children included: the machine is shared, so CPU per
@@ -28,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -177,6 +179,15 @@ def stress(port: int, label: str, clients: int, secs: int, users: int) -> tuple[
     return rates, errors
 
 
+def medians(runs: list[tuple[dict, int]]) -> tuple[dict, int]:
+    """Per command, the median rate of the rounds (and of CPU per command); errors summed."""
+    if not runs:
+        return {}, 0
+    names = {name for rates, _errors in runs for name in rates}
+    return ({name: statistics.median(rates.get(name, 0.0) for rates, _errors in runs) for name in names},
+            sum(errors for _rates, errors in runs))
+
+
 def markdown(args, results, comp) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = platform.processor() or platform.machine()
@@ -184,8 +195,9 @@ def markdown(args, results, comp) -> str:
              f"Measured {now} on {platform.node()}: {os.cpu_count()} cores ({cpu}), Python "
              f"{platform.python_version()}, by `bench/imaptest_compare.py` (imaptest 924f619, "
              f"users={args.users}, {args.secs} s per run, default command mix with state "
-             "checking; both servers on plaintext LOGIN, {PLAIN} passwd-file, Maildir). The "
-             "machine is shared: compare ratios within one run.", ""]
+             "checking; both servers on plaintext LOGIN, {PLAIN} passwd-file, Maildir; "
+             f"{args.rounds} round(s) per client count in alternating order, medians, errors "
+             "summed over the rounds). The machine is shared: compare ratios within one run.", ""]
     lines += ["### Compliance", "", "| server | failed commands |", "|---|---|"]
     for label, (totals, _files) in comp.items():
         lines.append(f"| {label} | {totals} |")
@@ -217,6 +229,8 @@ def main() -> int:
     parser.add_argument("--secs", type=int, default=30)
     parser.add_argument("--clients", default="10,50")
     parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="stress runs per server and client count (order alternates; medians)")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--skip-compliance", action="store_true",
                         help="stress runs only (while iterating)")
@@ -236,14 +250,17 @@ def main() -> int:
             comp = {"roost": skipped, "Dovecot 2.3": skipped} if args.skip_compliance else {
                 "roost": compliance(ROOST_PORT, "roost"),
                 "Dovecot 2.3": compliance(DOVECOT_PORT, "dovecot")}
-            results = {}
+            runs: dict[tuple[str, int], list] = {}
+            servers = (("roost", ROOST_PORT), ("dovecot", DOVECOT_PORT))
             for clients in args.client_counts:
-                for label, port in (("roost", ROOST_PORT), ("dovecot", DOVECOT_PORT)):
-                    if args.only in (None, label):
-                        results[(label, clients)] = stress(port, label, clients, args.secs,
-                                                           args.users)
-                    else:
-                        results[(label, clients)] = ({}, 0)
+                for round_number in range(args.rounds):
+                    # the order alternates, so neither server always runs on a warmer machine
+                    for label, port in servers if round_number % 2 == 0 else servers[::-1]:
+                        if args.only in (None, label):
+                            runs.setdefault((label, clients), []).append(
+                                stress(port, label, clients, args.secs, args.users))
+            results = {key: medians(runs.get(key, [])) for key in
+                       ((label, clients) for clients in args.client_counts for label, _ in servers)}
         finally:
             stop_roost()
     finally:
