@@ -92,14 +92,15 @@ def fill(config_dir: str, count: int, size: int, rate: float, trigger: bool) -> 
     from roost.cleanup import ClientInfo, CleanupService
     from roost.config.load import load_config
     from roost.log import LogSetup, LogSink
-    from roost.qmgr.trigger import notify_queued
 
     config = load_config(config_dir)
     settings = config.main
+    if not trigger:   # cleanup announces every file it queues (roost.cleanup.service): not now
+        import roost.cleanup.service as cleanup_service
+        cleanup_service.notify_queued = lambda *_args: False
     log = LogSetup(LogSink(path=os.path.join(config_dir, "fill.log"))).postfix("cleanup")
     service = CleanupService(settings, log)
     client = ClientInfo("localhost", "127.0.0.1", 40000, "client.example", "ESMTP", None, None, None)
-    queue_directory = settings.get("queue_directory")
     sys.stdin.readline()  # the parent says when (after strace attached, which must not follow us)
     started = time.perf_counter()
     for number in range(count):
@@ -111,9 +112,7 @@ def fill(config_dir: str, count: int, size: int, rate: float, trigger: bool) -> 
                                envelope={})
         message.add_recipient(RCPT)
         message.write(message_bytes(size, number))
-        result = message.finish()
-        if trigger:   # what cleanup does once the file is durable
-            notify_queued(queue_directory, result.queue_id)
+        message.finish()   # cleanup announces the file (trigger `I:ID`) unless --no-trigger
 
 
 class CountingLog:

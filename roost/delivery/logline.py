@@ -20,6 +20,8 @@ from roost.delivery import DeliveryRequest, RecipientResult
 
 
 def format_delay(seconds: float) -> str:
+    if seconds < 0.005:   # what the rounding below gives too (and for a clock step back)
+        return "0"
     seconds = max(0.0, seconds)
     if seconds >= 10:
         return str(int(seconds + 0.5))

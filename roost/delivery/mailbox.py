@@ -33,6 +33,7 @@ import socket
 import time
 from typing import BinaryIO, Callable, Iterator
 
+from roost.log import current_pid
 from roost.store.maildir.deliver import fsync_dir as fsync_directory
 
 CHUNK = 64 * 1024
@@ -217,7 +218,7 @@ def _unique_name() -> str:
         _hostname = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
     now = time.time()
     secs = int(now)
-    return f"{secs}.M{int((now - secs) * 1e6)}P{os.getpid()}Q{next(_counter)}.{_hostname}"
+    return f"{secs}.M{int((now - secs) * 1e6)}P{current_pid()}Q{next(_counter)}.{_hostname}"
 
 
 class MaildirJob:
@@ -257,17 +258,25 @@ class MaildirJob:
         try:
             base = _unique_name()
             fd = self._open_tmp(base)
-            size = 0
+            size = len(self.headers)
             chunks = iter(self.chunks())
             try:
-                first = next(chunks, b"")   # small messages: one write with the headers
-                head = [self.headers + first] if len(first) <= CHUNK else [self.headers, first]
-                for piece in itertools.chain(head, chunks):
+                # pieces are gathered up to CHUNK bytes per write: a small message, its
+                # delivery headers included, is one write
+                pending = [self.headers]
+                gathered = size
+                for piece in itertools.chain((b"",), chunks):   # b"": the headers' own check
                     size += len(piece)
                     if self.size_limit and size > self.size_limit:
                         raise MailboxError(f"cannot create maildir file {self.tmp}: file too large",
                                            "5.2.2", False)
-                    _write_all(fd, piece)
+                    pending.append(piece)
+                    gathered += len(piece)
+                    if gathered >= CHUNK:
+                        _write_all(fd, b"".join(pending))
+                        pending, gathered = [], 0
+                if pending:
+                    _write_all(fd, b"".join(pending))
                 os.fsync(fd)
                 if self.owner is not None and os.geteuid() == 0:
                     os.fchown(fd, self.owner[0], self.owner[1])

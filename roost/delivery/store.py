@@ -58,15 +58,27 @@ def _spool(request: DeliveryRequest, directory: str):
     if spool is None:
         spool = _disk_file(directory)
     size = 0
-    with request.content() as source:
-        while chunk := source.read(CHUNK):
-            if in_memory and size + len(chunk) > MEMORY_SPOOL:
-                spool = _moved_to_disk(spool, directory)
-                in_memory = False
-            spool.write(chunk)
-            size += len(chunk)
+    for chunk in _crlf_chunks(request):
+        if in_memory and size + len(chunk) > MEMORY_SPOOL:
+            spool = _moved_to_disk(spool, directory)
+            in_memory = False
+        spool.write(chunk)
+        size += len(chunk)
     spool.flush()
     return spool, size
+
+
+def _crlf_chunks(request: DeliveryRequest):
+    """The message with CRLF line ends: the queue's LF chunks converted one by one when the
+    request carries them (the queue manager's decoded content: no stream objects), else
+    content() as it reads."""
+    if request.lf_content is not None:
+        for chunk in request.lf_content():
+            yield chunk.replace(b"\n", b"\r\n")
+        return
+    with request.content() as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
 
 
 def _memory_file():

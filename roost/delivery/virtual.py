@@ -153,7 +153,9 @@ async def deliver(request: DeliveryRequest, settings, *, resolver=None, log) -> 
     except Exception:
         loops = set()
 
-    one_at_a_time = asyncio.Lock()
+    # one recipient (the usual request): no lock, no task; several: written together, their
+    # Maildir files sharing one commit batch
+    one_at_a_time = asyncio.Lock() if len(request.recipients) > 1 else None
 
     async def one(recipient: Recipient) -> RecipientResult:
         try:
@@ -162,9 +164,9 @@ async def deliver(request: DeliveryRequest, settings, *, resolver=None, log) -> 
             return RecipientResult(recipient, DEFERRED, "4.3.0", f"unexpected error in virtual delivery: {exc!r}",
                                    "virtual")
 
-    if len(request.recipients) == 1:
-        results = [await one(request.recipients[0])]
-    else:   # written together: their Maildir files share one commit batch
+    if one_at_a_time is None:
+        results = [await one(r) for r in request.recipients]
+    else:
         results = list(await asyncio.gather(*(one(r) for r in request.recipients)))
     log_results(log, request.queue_id, results, timer)
     return results

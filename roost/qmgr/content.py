@@ -6,9 +6,10 @@ converts chunk by chunk. Agents that write files take the stored LF form as it i
 (DeliveryRequest.lf_content: `lf_chunks`), which saves converting there and back.
 
 `load(path, queue_id)` reads a small queue file (up to SMALL_FILE bytes) with one read and
-parses it from memory (roost.queue.reader.parse_stream); the bytes are kept with the
-message while it is active (`held`, bounded by the queue manager), so its deliveries read
-the content without opening the file again. Larger files are parsed with read_envelope
+parses it from memory (roost.queue.reader.parse_stream); its content is kept with the
+message while it is active (`decoded`: the LF chunks, decoded once; bounded by the queue
+manager), so its deliveries read the content without opening the file or decoding its
+records again. Larger files are parsed with read_envelope
 (the content skipped) and streamed from the file.
 
 Invariants: the bytes read equal the stored content (every LF replaced by CRLF for
@@ -69,7 +70,18 @@ def lf_chunks(qf: QueueFile, held: bytes | None = None) -> Iterator[bytes]:
 
 
 def open_crlf(qf: QueueFile, held: bytes | None = None) -> io.BufferedReader:
-    return io.BufferedReader(CrlfStream(lf_chunks(qf, held)), buffer_size=1 << 16)
+    return open_crlf_chunks(lf_chunks(qf, held))
+
+
+def decoded(qf: QueueFile, held: bytes) -> tuple[bytes, ...]:
+    """The content of a loaded small file's bytes as its LF chunks, decoded once for all the
+    message's deliveries (load validated every record already)."""
+    return tuple(lf_chunks(qf, held))
+
+
+def open_crlf_chunks(chunks) -> io.BufferedReader:
+    """LF chunks (an iterable) as a CRLF stream."""
+    return io.BufferedReader(CrlfStream(iter(chunks)), buffer_size=1 << 16)
 
 
 def load(path: str, queue_id: str) -> tuple[QueueFile, bytes | None] | None:

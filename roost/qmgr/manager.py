@@ -10,8 +10,8 @@ Implements Postfix's qmgr(8) life cycle (QSHAPE_README, qmgr(8), postconf(5)):
   come) after a delivery when the last scan found mail; `maildrop` (pickup) on a
   `W` or `A` request and every second; `deferred` every `queue_run_delay`, taking files
   whose retry time (kept as the file's modification time, as Postfix does) has come, or
-  all of them on a flush; a small queue file is read once and its bytes kept while the
-  message is active (roost.qmgr.content, at most HELD_BYTES in all);
+  all of them on a flush; a small queue file is read once and its content kept (decoded once)
+  while the message is active (roost.qmgr.content, at most HELD_BYTES of files in all);
 - at most `qmgr_message_active_limit` messages are active; each pending recipient is
   resolved (roost.qmgr.routing) (a transport listed in defer_transports is deferred with
   `4.3.2 deferred transport` unless the message was taken by a flush), grouped per (transport, nexthop) in batches, and delivered
@@ -89,14 +89,17 @@ class ActiveMessage:
     outcomes: list = field(default_factory=list)  # (recipient record offset, RecipientResult)
     redirect: str | None = None  # cleanup's redirect_to: every copy goes there
     delay_warned: bool = False  # the sender has had its delay warning (kept in the defer log)
-    held: bytes | None = None  # the queue file's bytes (small files), for its deliveries
+    held: tuple[bytes, ...] | None = None  # the content's LF chunks (small files), decoded once
+    held_size: int = 0   # the queue file bytes they came from, as the budget counts them
     source_queue: str = "incoming"
 
     def lf_content(self):
-        return content.lf_chunks(self.qf, self.held)
+        held = self.held
+        return iter(held) if held is not None else content.lf_chunks(self.qf)
 
     def crlf_content(self):
-        return open_crlf(self.qf, self.held)
+        held = self.held
+        return content.open_crlf_chunks(held) if held is not None else open_crlf(self.qf)
 
 
 def envelope_of(qf) -> dict:
@@ -130,6 +133,7 @@ class QueueManager:
         self._rcpt_limits: dict[str, int] = {}  # transport -> destination recipient limit
         self.running: dict[tuple[str, str], int] = {}
         self.tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None   # the loop deliveries run in
         self.wake = asyncio.Event()
         self.flush_requested = False
         self.pickup_requested = True
@@ -269,7 +273,8 @@ class QueueManager:
         qf.path = active_path
         message = ActiveMessage(qf, active_path, self.clock(), source_queue=queue)
         if held is not None and self.held_bytes + len(held) <= HELD_BYTES:
-            message.held = held
+            message.held = content.decoded(qf, held)
+            message.held_size = len(held)
             self.held_bytes += len(held)
         self.active[queue_id] = message
         self.log.info(f"{queue_id}: from=<{qf.sender or ''}>, size={qf.content_size}, "
@@ -308,7 +313,7 @@ class QueueManager:
         """The message's deliveries are over: its kept bytes go (in the loop's thread, which
         alone counts them)."""
         if message.held is not None:
-            self.held_bytes -= len(message.held)
+            self.held_bytes -= message.held_size
             message.held = None
 
     def _recipient_limit(self, transport: str) -> int:
@@ -328,7 +333,10 @@ class QueueManager:
             while queue and self.running.get(key, 0) < limit:
                 message, batch = queue.popleft()
                 self.running[key] = self.running.get(key, 0) + 1
-                task = asyncio.ensure_future(self.deliver(message, batch))
+                loop = self._loop
+                if loop is None or loop.is_closed():   # looked up once, not per delivery
+                    loop = self._loop = asyncio.get_running_loop()
+                task = loop.create_task(self.deliver(message, batch))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             if not queue:
@@ -447,7 +455,8 @@ class QueueManager:
             outcomes = [(o, replace(r, status="bounced") if r.status == DEFERRED else r)
                         for o, r in outcomes]
         failed = [(o, r) for o, r in outcomes if r.status == "bounced" or _bounced_expansions(r)]
-        await self._warn_if_delayed(message, outcomes)
+        if any(r.status == DEFERRED for _o, r in outcomes):   # else nothing to warn about
+            await self._warn_if_delayed(message, outcomes)
         if failed:
             try:
                 await self.notifier(FAILURE, self.request_of(message), [r for _o, r in outcomes])

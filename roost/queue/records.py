@@ -123,40 +123,65 @@ class RecordDecoder:
     """Sans-IO record splitter: `feed(bytes)` returns completed (offset, type, payload)."""
 
     def __init__(self, max_record: int = MAX_RECORD, start_offset: int = 0) -> None:
-        self._buffer = bytearray()
+        self._buffer = bytearray()    # an incomplete record, kept for the next feed
+        self._needed = 0              # its whole size once its length is known, else 0
         self._offset = start_offset   # file offset of _buffer[0]
         self.max_record = max_record
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
-        self._buffer += data
+        pending = self._buffer
+        if pending:
+            pending += data
+            if len(pending) < self._needed:   # that record is still incomplete: no parse
+                return []
+            buf = bytes(pending)
+        else:
+            buf = bytes(data)
         out = []
-        buf = self._buffer
+        append = out.append
+        end = len(buf)
+        base = self._offset
+        limit = self.max_record
+        known = KNOWN_TYPES
         pos = 0
-        while pos < len(buf):
+        needed = 0
+        while pos < end:
             rtype = buf[pos]
-            if rtype not in KNOWN_TYPES:
-                raise RecordError(f"unknown record type {rtype!r} at offset {self._offset + pos}")
-            length = shift = 0
+            if rtype not in known:
+                raise RecordError(f"unknown record type {rtype!r} at offset {base + pos}")
             cursor = pos + 1
-            complete = False
-            while cursor < len(buf):
-                byte = buf[cursor]
-                cursor += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if length > self.max_record or shift > 35:
-                    raise RecordError(f"record too long at offset {self._offset + pos}")
-                if not byte & 0x80:
-                    complete = True
-                    break
-            if not complete:
+            if cursor >= end:
                 break                      # length not complete yet
-            if cursor + length > len(buf):
+            byte = buf[cursor]
+            cursor += 1
+            if byte < 0x80:                # the usual one-byte length
+                length = byte
+                if length > limit:
+                    raise RecordError(f"record too long at offset {base + pos}")
+            else:
+                length = byte & 0x7F
+                shift = 7
+                complete = False
+                while cursor < end:
+                    byte = buf[cursor]
+                    cursor += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if length > limit or shift > 35:
+                        raise RecordError(f"record too long at offset {base + pos}")
+                    if not byte & 0x80:
+                        complete = True
+                        break
+                if not complete:
+                    break                  # length not complete yet
+            if cursor + length > end:
+                needed = cursor + length - pos
                 break                      # payload not complete yet
-            out.append((self._offset + pos, rtype, bytes(buf[cursor:cursor + length])))
+            append((base + pos, rtype, buf[cursor:cursor + length]))
             pos = cursor + length
-        del buf[:pos]
-        self._offset += pos
+        self._buffer = bytearray(buf[pos:]) if pos < end else bytearray()
+        self._needed = needed
+        self._offset = base + pos
         return out
 
     @property

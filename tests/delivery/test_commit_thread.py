@@ -169,3 +169,58 @@ def test_cancelled_waiter_does_not_stop_its_job(tmp_path):
             await asyncio.sleep(0.01)
     asyncio.run(scenario())
     assert len(os.listdir(os.path.join(root, "new"))) == 1
+
+
+def count_writes(monkeypatch) -> list:
+    """The size of every os.write the job makes."""
+    sizes: list = []
+    real_write = os.write
+
+    def write(fd, data):
+        sizes.append(len(data))
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", write)
+    return sizes
+
+
+def test_small_message_is_one_write_and_a_large_one_goes_in_chunks(tmp_path, monkeypatch):
+    """Headers and content are gathered up to mailbox.CHUNK bytes per write: a small message is
+    one system call; a large one is written in pieces of at least CHUNK (the last excepted),
+    with the same bytes and the same S= size either way."""
+    small = b"Subject: s\n\n" + b"line\n" * 10
+    pieces = [small[:5], small[5:17], small[17:]]
+    sizes = count_writes(monkeypatch)
+    job = MaildirJob(str(tmp_path / "a") + "/", HEADERS, lambda: iter(pieces))
+    job.write()
+    assert sizes == [len(HEADERS) + len(small)]
+    job.publish()
+    with open(job.final, "rb") as stored:
+        assert stored.read() == HEADERS + small
+    assert job.final.endswith(f",S={len(HEADERS) + len(small)}")
+
+    sizes.clear()
+    large = [b"x" * 40000 + b"\n" for _ in range(5)]
+    job = MaildirJob(str(tmp_path / "b") + "/", HEADERS, lambda: iter(large))
+    job.write()
+    total = len(HEADERS) + sum(map(len, large))
+    assert sum(sizes) == total and len(sizes) < len(large)
+    assert all(size >= mailbox.CHUNK for size in sizes[:-1])
+    job.publish()
+    with open(job.final, "rb") as stored:
+        assert stored.read() == HEADERS + b"".join(large)
+    assert job.final.endswith(f",S={total}")
+
+
+def test_size_limit_counts_the_delivery_headers(tmp_path):
+    """virtual_mailbox_limit / mailbox_size_limit apply to the file as written, headers
+    included: an empty message whose headers alone pass the limit is refused, no file left."""
+    root = str(tmp_path / "Maildir") + "/"
+    job = MaildirJob(root, HEADERS, lambda: iter(()), size_limit=len(HEADERS) - 1)
+    with pytest.raises(MailboxError) as refused:
+        job.write()
+    assert refused.value.dsn == "5.2.2" and not refused.value.temporary
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    fits = MaildirJob(root, HEADERS, lambda: iter((b"a\n",)), size_limit=len(HEADERS) + 2)
+    fits.write()
+    fits.publish()
+    assert os.path.getsize(fits.final) == len(HEADERS) + 2

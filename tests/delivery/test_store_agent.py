@@ -107,3 +107,27 @@ def test_store_deliveries_of_a_batch_share_the_fsync_of_new(tmp_path, monkeypatc
         open_store(Lookup(str(tmp_path)).lookup_user("alice", "lmtp")).deliver(
             "INBOX", SpoolReader(b"", spool.fileno(), os.path.getsize(spool.name)))
     assert direct == [new]
+
+
+def test_spool_takes_the_queue_lf_chunks_when_the_request_has_them(tmp_path):
+    """A request from the queue manager carries its content as LF chunks (lf_content): the
+    spool is made from them, CRLF as content() would read, without opening content()."""
+    from dataclasses import replace
+
+    body = b"Subject: s\r\n\r\nline one\r\n" + b"x" * 70000 + b"\r\nend\r\n"
+    plain = request("alice", transport="lmtp", message=body)
+    lf = body.replace(b"\r\n", b"\n")
+
+    def never_opened():
+        raise AssertionError("content() opened although lf_content was there")
+    chunked = replace(plain, content=never_opened,
+                      lf_content=lambda: iter((lf[:5], lf[5:40000], lf[40000:])))
+    spooled = []
+    for req in (plain, chunked):
+        spool, size = store_agent._spool(req, str(tmp_path / "spool"))
+        try:
+            spool.seek(0)
+            spooled.append((size, spool.read()))
+        finally:
+            spool.close()
+    assert spooled == [(len(body), body)] * 2

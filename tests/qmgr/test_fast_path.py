@@ -248,3 +248,33 @@ def test_announcements_beyond_the_active_limit_are_taken_later(tmp_path, monkeyp
     asyncio.run(scenario())
     assert agent.most <= 2
     assert not list(manager.layout.scan("incoming")) and not list(manager.layout.scan("active"))
+
+
+def test_small_file_content_is_decoded_once_for_all_its_deliveries(tmp_path, monkeypatch):
+    """A message split into several batches (three transports here) reads its content from
+    the chunks decoded at activation: the queue file's records are decoded once, not once
+    per delivery, and every delivery gets the stored bytes."""
+    settings = settings_for(tmp_path / "q")
+    enqueue(settings, "a@example.org", "sent@one.example", "sent@two.example",
+            "sent@three.example")
+    decodes: list = []
+    real_lf_chunks = content.lf_chunks
+
+    def counting_lf_chunks(qf, held=None):
+        decodes.append(held is not None)
+        return real_lf_chunks(qf, held)
+    monkeypatch.setattr(content, "lf_chunks", counting_lf_chunks)
+    agent = ScriptedAgent()
+    seen_lf: list = []
+
+    async def agent_reading_both_forms(request, agent_settings, *, resolver, log):
+        seen_lf.append(b"".join(request.lf_content()))
+        return await agent(request, agent_settings, resolver=resolver, log=log)
+    manager = manager_for(settings, agent_reading_both_forms)
+    monkeypatch.setattr(manager, "_recipient_limit", lambda transport: 1)
+    run_until_idle(manager)
+    assert len(agent.calls) == 3
+    assert [call[3] for call in agent.calls] == [BODY.replace(b"\n", b"\r\n")] * 3
+    assert seen_lf == [BODY] * 3
+    assert decodes == [True]   # at activation, from the bytes read once
+    assert manager.held_bytes == 0
