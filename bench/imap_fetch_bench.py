@@ -30,6 +30,7 @@ from tests.interop.test_imap_dovecot_differential import (CONF, MAIL_UID, PASSWO
                                                           RoostImap)
 from tests.net.pop3_harness import RealDovecot, make_certificate, traversable_dir  # noqa: E402
 from results import replace_section  # noqa: E402 (bench/results.py)
+import inprocess  # noqa: E402 (bench/inprocess.py)
 
 FETCH = b"UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"
 SECTION = "## IMAP: FETCH on a large mailbox"
@@ -185,12 +186,9 @@ def main() -> int:
                 dovecot.close()
         profiler = None
         if args.profile:
-            import asyncio
             import cProfile
 
-            async def inline(func, *a, **k):
-                return func(*a, **k)
-            asyncio.to_thread = inline
+            inprocess.run_threads_inline()
             profiler = cProfile.Profile()
         roost = RoostImap(conf)
         try:

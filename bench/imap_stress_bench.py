@@ -151,9 +151,7 @@ def main() -> int:
     parser.add_argument("--dump", help="write the profile here (pstats format)")
     args = parser.parse_args()
     if args.inline:
-        async def inline(func, *a, **k):
-            return func(*a, **k)
-        asyncio.to_thread = inline
+        inprocess.run_threads_inline()
     if args.experiment:
         experiment(args.experiment)
     prepare(args.users)

@@ -103,9 +103,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=40)
     args = parser.parse_args()
     if args.inline:
-        async def inline(func, *a, **k):
-            return func(*a, **k)
-        asyncio.to_thread = inline
+        inprocess.run_threads_inline()
     if args.switch:
         sys.setswitchinterval(args.switch)
     base = make_base("roost-smtpd-prof-", args.base_dir)
