@@ -132,6 +132,19 @@ class Client:
         self.sock.close()
 
 
+def bob_roost(directory) -> RoostImap:
+    """roost.net.imap in this process on CONF, with one user, bob (password pw); his Maildir
+    is `.maildir` (for the in-process IMAP tests of tests/net)."""
+    for name in ("run", "state", "mail"):
+        (directory / name).mkdir()
+    (directory / "users").write_text("bob:{PLAIN}pw::::::\n")
+    conf = directory / "dovecot.conf"
+    conf.write_text(CONF.format(dir=directory, uid=MAIL_UID, port=1))
+    server = RoostImap(conf)
+    server.maildir = directory / "mail" / "bob" / "Maildir"
+    return server
+
+
 def login(port: int, user: str) -> Client:
     client = Client(port)
     _, status = client.command(b"LOGIN %s %s" % (user.encode(), PASSWORD.encode()))

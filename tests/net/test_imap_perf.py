@@ -19,27 +19,13 @@ from roost.store.location import MailLocation
 from roost.store.maildir import MaildirUserStore
 from roost.store.maildir import cache as header_cache
 from roost.store.maildir.mailbox import MaildirMailbox
-from roost.store.notify import ChangeWatcher
-from tests.interop.test_imap_dovecot_differential import CONF, MAIL_UID, RoostImap, login
-
-
-def proposed_watch(self, callback):
-    """MaildirMailbox.watch as /tmp/roost-progress/r3/imap-perf-1.diff adds it."""
-    if self._watcher is None:
-        self._watcher = ChangeWatcher(self._watch_paths())
-    return self._watcher.subscribe(callback, since=self._seen)
+from tests.interop.test_imap_dovecot_differential import bob_roost, login
 
 
 @pytest.fixture
 def roost(tmp_path, monkeypatch):
     monkeypatch.setattr(net_imap._Deadlines, "TICK", 0.05)
-    for name in ("run", "state", "mail"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "users").write_text("bob:{PLAIN}pw::::::\n")
-    conf = tmp_path / "dovecot.conf"
-    conf.write_text(CONF.format(dir=tmp_path, uid=MAIL_UID, port=1))
-    server = RoostImap(conf)
-    server.maildir = tmp_path / "mail" / "bob" / "Maildir"
+    server = bob_roost(tmp_path)
     try:
         yield server
     finally:
@@ -68,10 +54,8 @@ def idling(roost):
 
 @pytest.mark.parametrize("with_watch", [True, False])
 def test_idle_woken_by_a_delivery(roost, monkeypatch, with_watch):
-    if with_watch:
-        monkeypatch.setattr(MaildirMailbox, "watch", proposed_watch, raising=False)
-    else:
-        monkeypatch.delattr(MaildirMailbox, "watch", raising=False)
+    if not with_watch:  # the wait_changed fallback of a store without watch()
+        monkeypatch.delattr(MaildirMailbox, "watch")
     deliver(roost.maildir, "first")
     client = idling(roost)
     try:
@@ -110,7 +94,6 @@ def test_idle_done_pipelined_and_expected_done(roost):
 def test_idle_notices_then_autologout(roost, monkeypatch):
     monkeypatch.setattr(roost.service, "idle_notify", 0.3)  # (imap_idle_notify_interval)
     monkeypatch.setattr(net_imap, "AUTOLOGOUT", 1.2)
-    monkeypatch.setattr(MaildirMailbox, "watch", proposed_watch, raising=False)
     client = idling(roost)
     try:
         started = time.monotonic()

@@ -8,17 +8,12 @@ import zlib
 
 import pytest
 
-from tests.interop.test_imap_dovecot_differential import CONF, MAIL_UID, RoostImap, login
+from tests.interop.test_imap_dovecot_differential import CONF, MAIL_UID, RoostImap, bob_roost, login
 
 
 @pytest.fixture
 def roost(tmp_path):
-    for name in ("run", "state", "mail"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "users").write_text("bob:{PLAIN}pw::::::\n")
-    conf = tmp_path / "dovecot.conf"
-    conf.write_text(CONF.format(dir=tmp_path, uid=MAIL_UID, port=1))
-    server = RoostImap(conf)
+    server = bob_roost(tmp_path)
     try:
         yield server
     finally:
