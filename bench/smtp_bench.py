@@ -11,7 +11,10 @@ its `250 ... queued as` (both servers fsync the queue file before that reply). R
 alternate the order of the two servers; the table gives medians and the roost/Postfix ratio,
 plus CPU per message, from /proc: roost's ingest processes (roost-smtpd: smtpd and cleanup)
 during the run, and all processes of each server (queue manager and delivery included)
-until `--settle` seconds after it.
+until its Maildirs hold every message of the run and `--settle` seconds more. Each run starts
+only after the previous one's mail is delivered, so neither server's deliveries overlap the
+other's run, and at the end the benchmark checks that both servers delivered every message it
+sent them (it fails otherwise: a server that does not deliver has less work than one that does).
 `--ingest-only` sets `header_checks = static:HOLD` in both servers: each message is still
 written, fsynced and answered 250 the same way but lands in hold/, so no delivery competes
 with ingest for the CPUs (without it, both queue managers deliver while mail arrives).
@@ -22,7 +25,7 @@ sets `smtpd_sasl_auth_enable = no` as in the Postfix instance). Usage (not run b
 
     sudo .venv/bin/python bench/smtp_bench.py [--rounds 3] [--sizes 1024 10240 102400]
                                               [--concs 10 50] [--scale 1.0] [--ingest-only]
-                                              [--settle 3] [--out FILE.md]
+                                              [--settle 1] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -78,7 +81,6 @@ virtual_mailbox_maps = texthash:{etc}/vmailbox
 virtual_uid_maps = static:{uid}
 virtual_gid_maps = static:{uid}
 virtual_minimum_uid = {uid}
-message_size_limit = 52428800
 smtpd_client_connection_count_limit = 0
 biff = no
 """
@@ -86,6 +88,9 @@ biff = no
 # Ingest only: every message is put on hold by cleanup (the first header matches), so it
 # lands durably in hold/ and neither queue manager has anything to deliver.
 INGEST_ONLY_MAIN_CF = "header_checks = static:HOLD\n"
+# message_size_limit stays at its default (10240000, roost's too): Postfix's virtual(8) refuses
+# to start when virtual_mailbox_limit (51200000) is below it, and then Postfix delivers nothing
+# while roost delivers everything (the figures before 2026-11-24 05:40 UTC had that flaw).
 
 POSTFIX_MASTER_CF = """\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -182,6 +187,9 @@ class RoostServer:
         reaped children): roost-smtpd is smtpd + cleanup, roost-qmgr the queue manager."""
         return tree_cpu(self.process.pid, by_session=True)
 
+    def delivered(self) -> int:
+        return count_delivered(self.dir)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -231,8 +239,30 @@ class PostfixServer:
             return {}
         return tree_cpu(master, by_session=False)
 
+    def delivered(self) -> int:
+        return count_delivered(os.path.join(self.base, "vmail"))
+
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+
+
+def count_delivered(root: str) -> int:
+    """Messages in the Maildirs under root (files in every new/ and cur/)."""
+    total = 0
+    for directory, _subdirs, files in os.walk(root):
+        if os.path.basename(directory) in ("new", "cur"):
+            total += len(files)
+    return total
+
+
+def await_delivery(servers: dict, expected: int, timeout: float = 120.0) -> dict[str, int]:
+    """Wait until every server's Maildirs hold `expected` messages (or timeout); the counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {name: server.delivered() for name, server in servers.items()}
+        if all(count >= expected for count in counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
 
 
 def smtp_source(port: int, concurrency: int, count: int, size: int) -> float:
@@ -269,8 +299,9 @@ def main() -> int:
     parser.add_argument("--ingest-only", action="store_true",
                         help="header_checks = static:HOLD in both servers: every message is accepted "
                              "durably into hold/, so no delivery competes with ingest for the CPUs")
-    parser.add_argument("--settle", type=float, default=3.0,
-                        help="seconds after each run before the CPU totals are read (queue managers finish)")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds after each run's mail is delivered (or after the run, with --ingest-only) "
+                             "before the CPU totals are read")
     parser.add_argument("--out", help="also write the Markdown table to this file")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -282,11 +313,14 @@ def main() -> int:
     port_base = free_port_base()
     roost = postfix = None
     rows = []
+    sent = {"roost": 0, "postfix": 0}  # messages each server acknowledged
+    delivered: dict[str, int] = {}
     try:
         roost = RoostServer(base_dir, port_base, args.ingest_only)
         postfix = PostfixServer(base_dir, port_base + 26, args.ingest_only)
-        smtp_source(roost.port, 5, 50, 1024)  # warm-up: imports, table caches
-        smtp_source(postfix.port, 5, 50, 1024)
+        for name, server in (("roost", roost), ("postfix", postfix)):
+            smtp_source(server.port, 5, 50, 1024)  # warm-up: imports, table caches
+            sent[name] += 50
         time.sleep(args.settle)
         for size in args.sizes:
             count = max(10, int(COUNTS.get(size, 300) * args.scale))
@@ -301,8 +335,11 @@ def main() -> int:
                     for name, server in order:
                         before = server.cpu_seconds()
                         elapsed = smtp_source(server.port, concurrency, count, size)
+                        sent[name] += count
                         rates[name].append(count / elapsed)
                         ingest_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count, INGEST_PROCESSES[name]))
+                        if not args.ingest_only:  # the next run starts only once this one's mail is delivered
+                            await_delivery({name: server}, sent[name])
                         time.sleep(args.settle)  # let the queue managers finish before the next run
                         total_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count))
                 row = dict(size=size, concurrency=concurrency, count=count,
@@ -313,6 +350,8 @@ def main() -> int:
                 rows.append(row)
                 print(f"size={size} conc={concurrency}: roost {row['roost']:.0f}/s postfix {row['postfix']:.0f}/s",
                       file=sys.stderr)
+        if not args.ingest_only:  # a server that delivered nothing had it easy: the comparison is void
+            delivered = await_delivery({"roost": roost, "postfix": postfix}, sent["roost"])
     finally:
         if roost is not None:
             roost.stop()
@@ -326,16 +365,23 @@ def main() -> int:
              "| size | conc | messages | roost msg/s | Postfix msg/s | roost/Postfix | roost smtpd+cleanup CPU ms/msg "
              "| roost all CPU ms/msg | Postfix all CPU ms/msg |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if delivered:
+        lines[0] += (f"; delivered into the Maildirs at the end: roost {delivered['roost']}, "
+                     f"Postfix {delivered['postfix']} of {sent['roost']} each")
     for row in rows:
         lines.append(f"| {row['size'] // 1024} KB | {row['concurrency']} | {row['count']} | {row['roost']:.0f} | "
                      f"{row['postfix']:.0f} | {row['roost'] / row['postfix']:.2f} | {row['roost_ingest']:.2f} | "
                      f"{row['roost_total']:.2f} | {row['postfix_total']:.2f} |")
     table = "\n".join(lines) + "\n"
     print(table)
+    short = [name for name, count in delivered.items() if count < sent[name]]
+    if short:
+        print(f"error: not every message was delivered by {', '.join(short)}: the rates are not comparable",
+              file=sys.stderr)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
             out.write(table)
-    return 0
+    return 1 if short else 0
 
 
 if __name__ == "__main__":
