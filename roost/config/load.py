@@ -23,6 +23,7 @@ from roost.config.listen import duplicate_endpoints, inet_endpoints
 from roost.config.main_cf import parse_main_cf
 from roost.config.master_cf import MasterService, active_services, effective_maxproc, parse_master_cf
 from roost.config.process_users import check_process_users
+from roost.config.size_limits import check_size_limits
 from roost.config.settings import Settings
 
 # master.cf command -> roost handler serving its inet listeners.
@@ -89,6 +90,7 @@ def load_config(config_dir: str) -> Config:
     duplicate_endpoints(
         [(_endpoint_key(listener), listener.file, listener.line) for listener in listeners], diags)
     settings.validate(diags)
+    check_size_limits(settings, main_path, diags)
     return Config(config_dir, settings, services, dovecot, listeners, diags)
 
 
