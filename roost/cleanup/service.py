@@ -293,9 +293,11 @@ class CleanupMessage(CheckActions):
                 self._writer.recipient(final, original=address, orcpt=orcpt, notify=mask)
 
     # ------------------------------------------------------------------ content
-    def write(self, data: bytes, crlf_only: bool = False) -> None:
+    def write(self, data: bytes, crlf_only: bool = False, lf_after_cr: bool = False) -> None:
         """Content as received (CRLF or LF lines, split anywhere). `crlf_only`: the caller
-        knows every CR in `data` is the first half of a CRLF (DataContent.crlf_only)."""
+        knows every CR in `data` is the first half of a CRLF (DataContent.crlf_only);
+        `lf_after_cr`: ... and every LF the second half of one (true of all DATA content,
+        roost.proto.smtp.data); with both, the line count comes free with the CR deletion."""
         if self.closed:
             return
         self.size += len(data)
@@ -319,7 +321,7 @@ class CleanupMessage(CheckActions):
                 # holds only for a suffix of this chunk (a suffix keeps every CR's LF with it)
                 crlf_only = crlf_only and data.endswith(body)
                 data = body
-            self._body(data, crlf_only)
+            self._body(data, crlf_only, lf_after_cr)
         except (TableError, RewriteLoop) as exc:
             self._fail_temporarily(exc)
         except OSError as exc:
@@ -459,7 +461,7 @@ class CleanupMessage(CheckActions):
             return f'{fullname} <{self.sender}>'
         return self.sender
 
-    def _body(self, data: bytes, crlf_only: bool = False) -> None:
+    def _body(self, data: bytes, crlf_only: bool = False, lf_after_cr: bool = False) -> None:
         if not data or self.reply is not None:
             return
         if self._carry_cr:
@@ -469,10 +471,17 @@ class CleanupMessage(CheckActions):
         if data.endswith(b"\r"):
             data = data[:-1]
             self._carry_cr = True
-        # CRLF -> LF; with only paired CRs, deleting every CR is the same and ~5x cheaper
-        data = data.translate(None, b"\r") if crlf_only else data.replace(b"\r\n", b"\n")
+        if not crlf_only:
+            data = data.replace(b"\r\n", b"\n")
+            newlines = None
+        else:  # with only paired CRs, deleting every CR is the same and ~5x cheaper
+            stored = data.translate(None, b"\r")
+            # every CR deleted ended a line; so did every LF, when each followed a CR (a
+            # suffix of such data may begin with the LF of a CR left out: then count)
+            newlines = len(data) - len(stored) if lf_after_cr and data[:1] != b"\n" else None
+            data = stored
         if not self._line_mode:
-            self._writer.content(data)
+            self._writer.content(data, newlines)
             return
         self._line_body(data)
 

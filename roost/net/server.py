@@ -69,6 +69,9 @@ class Connection:
     # set when the server stops; one Event shared by the server's connections (an Event and
     # its waiter deque per idle connection cost ~0.7 KiB)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # the loop serving it, for handlers that would otherwise ask asyncio (a getpid() per ask);
+    # None when the creator did not say
+    loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def settings(self):
@@ -131,9 +134,18 @@ def hold_plaintext(conn: Connection) -> None:
         buffered.clear()
 
 
+def _loop_sets_no_delay(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when the loop's transports set TCP_NODELAY on every accepted TCP socket: uvloop
+    does (TCPTransport.new); setting it again costs two system calls and a socket object per
+    connection. asyncio's selector loop sets it only for sockets whose proto is IPPROTO_TCP,
+    which an accepted socket of a `socket.socket()` listener (proto 0) is not: it gets it here."""
+    return type(loop).__module__.split(".")[0] == "uvloop"
+
+
 def _no_delay(writer: asyncio.StreamWriter) -> None:
     """TCP_NODELAY: replies to pipelined commands go out at once (Nagle plus the client's
-    delayed ACK would hold each small reply back ~40 ms)."""
+    delayed ACK would hold each small reply back ~40 ms). Only for loops whose transports
+    do not set it themselves (_loop_sets_no_delay)."""
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -159,12 +171,16 @@ class ServiceServer:
         self._tasks: set[asyncio.Task] = set()
         self._connections: set[Connection] = set()
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._set_no_delay = True
 
     @property
     def open_connections(self) -> int:
         return len(self._tasks)
 
     async def start(self, bound: list[BoundSocket]) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        self._set_no_delay = not _loop_sets_no_delay(loop)
         for item in bound:
             if item.listener.tls_wrapper and item.ssl_context is None:
                 callback = _refuse  # no certificate: never fall back to clear text
@@ -172,7 +188,6 @@ class ServiceServer:
                 callback = self._make_callback(item)
             implicit_tls = item.ssl_context if item.listener.tls_wrapper else None
             tls_args = dict(ssl=implicit_tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT) if implicit_tls else {}
-            loop = asyncio.get_running_loop()
             factory = functools.partial(_lean_protocol, callback, loop)
             if item.sock.family == socket.AF_UNIX:
                 server = await loop.create_unix_server(factory, sock=item.sock, **tls_args)
@@ -182,20 +197,25 @@ class ServiceServer:
             self._servers.append(server)
 
     def _make_callback(self, item: BoundSocket):
+        listener = item.listener
+        # plain listeners never start encrypted: no need to ask each transport
+        implicit_tls = bool(listener.tls_wrapper and item.ssl_context is not None)
+
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
+            task = asyncio.current_task(self._loop)  # given the loop: no getpid() per connection
             self._tasks.add(task)
             conn = None
             try:
-                _no_delay(writer)
+                if self._set_no_delay:
+                    _no_delay(writer)
                 peer_host, peer_port = _address(writer.get_extra_info("peername"))
                 local_host, local_port = _address(writer.get_extra_info("sockname"))
                 conn = Connection(
-                    reader=reader, writer=writer, listener=item.listener, config=self.config,
+                    reader=reader, writer=writer, listener=listener, config=self.config,
                     log=self.log, session_id=new_session_id(), peer_host=peer_host,
                     peer_port=peer_port, local_host=local_host, local_port=local_port,
-                    tls=writer.get_extra_info("sslcontext") is not None,
-                    ssl_context=item.ssl_context, stopping=self._stopping)
+                    tls=implicit_tls and writer.get_extra_info("sslcontext") is not None,
+                    ssl_context=item.ssl_context, stopping=self._stopping, loop=self._loop)
                 self._connections.add(conn)
                 await self.handler(conn)
             except asyncio.CancelledError:

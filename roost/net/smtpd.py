@@ -91,15 +91,21 @@ class ServiceState:
             value = self._per_listener[key] = compute()
             return value
 
-    def listener_settings(self, conn):
-        """(SessionLimits, MachineSettings) of conn's listener, computed once per listener."""
+    def session_setup(self, conn) -> tuple:
+        """What every session of conn's listener (and TLS state) starts from, computed once:
+        (SessionLimits, MachineSettings, policy, policy.needs, cleanup service)."""
         key = (id(conn.listener), conn.tls, conn.ssl_context is not None)
-        if key not in self._settings:
-            settings = conn.listener.settings
-            self._settings[key] = (session_limits(settings), machine_settings(
-                settings, tls_wrapper=conn.listener.tls_wrapper or conn.tls,
-                tls_possible=conn.ssl_context is not None))
-        return self._settings[key]
+        found = self._settings.get(key)
+        if found is None:
+            listener = conn.listener
+            settings = listener.settings
+            policy = self.policy(listener, conn.log)
+            found = self._settings[key] = (
+                session_limits(settings),
+                machine_settings(settings, tls_wrapper=listener.tls_wrapper or conn.tls,
+                                 tls_possible=conn.ssl_context is not None),
+                policy, getattr(policy, "needs", None), self.cleanup(listener, conn.log))
+        return found
 
     def policy(self, listener, log):
         key = id(listener)
@@ -173,8 +179,10 @@ def make_service(ctx: ServiceContext, *, policy_factory=None, cleanup_factory=No
     state = ServiceState(ctx, policy_factory or _default_policy_factory(),
                          cleanup_factory or _default_cleanup_factory())
 
-    async def handler(conn: Connection) -> None:
-        await SmtpSession(conn, state).run()
+    def handler(conn: Connection):
+        # the session's own coroutine, not one awaiting it: every resume of the session
+        # task passes through one coroutine frame fewer
+        return SmtpSession(conn, state).run()
 
     return handler
 
@@ -199,15 +207,12 @@ class SmtpSession:
         self.service = service
         self.settings = conn.settings
         self.log = conn.log
-        self.limits, base_settings = service.listener_settings(conn)
+        self.limits, base_settings, self.policy, self._policy_needs, self.cleanup = service.session_setup(conn)
         self.machine = SmtpServerMachine(base_settings)
-        self.hostname = self.machine.settings.hostname
+        self.hostname = base_settings.hostname
         self.client_name = "unknown"
         self.reverse_name = "unknown"
         self.who = logtext.client("unknown", conn.peer_host or "127.0.0.1")
-        self.policy = service.policy(conn.listener, self.log)
-        self._policy_needs = getattr(self.policy, "needs", None)
-        self.cleanup = service.cleanup(conn.listener, self.log)
         self.auth_client: DovecotAuthClient | None = None
         self.auth_ready = False
         self.sasl_method: str | None = None
@@ -220,10 +225,15 @@ class SmtpSession:
         self.tls_info: str | None = None
         self.died = False
         self.forbid_unauth_pipelining = self._bool("smtpd_forbid_unauth_pipelining", False)
-        self.footer = service.per_listener(conn.listener, "footer", lambda: RejectFooter.parse(
-            self._get("smtpd_reject_footer", "")))
+        self.footer = service.per_listener(conn.listener, "footer", self._parse_footer)
         self.message = None
         self._reset_message()
+
+    def _parse_footer(self) -> RejectFooter:
+        return RejectFooter.parse(self._get("smtpd_reject_footer", ""))
+
+    def _greeting(self) -> bytes:
+        return Reply(220, None, self._get("smtpd_banner", f"{self.hostname} ESMTP")).to_bytes()
 
     # --- transaction state ----------------------------------------------------------------
     def _reset_message(self) -> None:
@@ -328,6 +338,12 @@ class SmtpSession:
         if not self.machine.buffered and self._write_out():
             await self.conn.writer.drain()
 
+    def _positive(self, reply: Reply) -> bool:
+        """`_reply` for a 2XX/3XX reply, without a coroutine: no footer, no error pause apply.
+        True when the caller must await `drain()` (see `_write_out`)."""
+        self.out.append(self.machine.reply(reply))
+        return not self.machine.buffered and self._write_out()
+
     def _with_footer(self, reply: Reply) -> Reply:
         return self.footer.apply(reply, client_address=self.conn.peer_host,
                                  client_port=self.conn.peer_port, server_name=self.hostname)
@@ -341,7 +357,8 @@ class SmtpSession:
         address = self.conn.peer_host
         slot = anvil.UNLIMITED
         try:
-            await self._lookup_client()
+            if self.conn.peer_host and self._bool("smtpd_peername_lookup", True):
+                await self._lookup_client()  # else client_name stays "unknown", as self.who says
             self.log.info(logtext.connect(self.who))
             slot = self._connection_slot(address)
             if slot is None:
@@ -369,10 +386,16 @@ class SmtpSession:
                 if self.forbid_unauth_pipelining:
                     await self._send(R.SYNC_ERROR.to_bytes(), flush=True)
                     return
-            greeting = self.service.per_listener(self.conn.listener, "greeting", lambda: Reply(
-                220, None, self._get("smtpd_banner", f"{self.hostname} ESMTP")).to_bytes())
-            await self._send(greeting, flush=True)
-            await self._loop()
+            self.out.append(self.service.per_listener(self.conn.listener, "greeting", self._greeting))
+            if self._write_out():
+                await self.conn.writer.drain()
+            # smtpd_timeout, one timer for the session (here, not in a coroutine of its own:
+            # every resume of the task would pass through one more frame)
+            timer = ReadTimer(self.limits.timeout, getattr(self.conn, "loop", None))
+            try:
+                await self._serve(self.conn.reader, timer)
+            finally:
+                timer.close()
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             self.log.info(logtext.lost_connection(self.machine.last_command, self.who))
             del exc
@@ -401,6 +424,10 @@ class SmtpSession:
 
     def _setting(self, kind: str, name: str, default):
         """settings.<kind>(name) of this listener, `default` when it cannot be read."""
+        found = self.service._per_listener.get((id(self.conn.listener), (kind, name, default)), _MISSING)
+        if found is not _MISSING:  # the usual case: no closure to make
+            return found
+
         def compute():
             try:
                 value = getattr(self.settings, kind)(name)
@@ -437,13 +464,6 @@ class SmtpSession:
                 pass
         self.who = logtext.client(self.client_name, address or "127.0.0.1")
 
-    async def _loop(self) -> None:
-        timer = ReadTimer(self.limits.timeout)  # smtpd_timeout, one timer for the session
-        try:
-            await self._serve(self.conn.reader, timer)
-        finally:
-            timer.close()
-
     async def _serve(self, reader, timer: ReadTimer) -> None:
         machine = self.machine
         while not machine.closed:
@@ -479,7 +499,13 @@ class SmtpSession:
                 self.log.info(logtext.too_many_errors(previous_command, self.who))
                 await self._send(self.machine.close(R.too_many_errors(self.hostname)), flush=True)
                 return
-            await self._handle(event)
+            kind = type(event)
+            if (kind in _PLAIN_EVENTS and self.connect_reject is None
+                    and getattr(event, "pipelined", False) is not True):
+                self.pipelined = False  # what _handle would do, without its coroutine
+                await getattr(self, _HANDLER_NAMES.get(kind) or _handler_name(kind))(event)
+            else:
+                await self._handle(event)
 
     # --- commands -------------------------------------------------------------------------
     async def _handle(self, event) -> None:
@@ -509,10 +535,7 @@ class SmtpSession:
             await self._reply(self._access_denied())
             return
         kind = type(event)
-        method = _HANDLER_NAMES.get(kind)
-        if method is None:
-            method = _HANDLER_NAMES[kind] = f"_on_{kind.__name__.lower()}"
-        await getattr(self, method)(event)
+        await getattr(self, _HANDLER_NAMES.get(kind) or _handler_name(kind))(event)
 
     def _improper_pipelining(self, event) -> bool:
         """RFC 2920 §3.1: EHLO/HELO, DATA, STARTTLS, AUTH, VRFY, NOOP, ETRN, QUIT end a command
@@ -540,7 +563,8 @@ class SmtpSession:
             return
         self._reset_message()
         self.helo_protocol = "SMTP" if event.verb == "HELO" else "ESMTP"
-        await self._reply(self.machine.helo_reply(event))
+        if self._positive(self.machine.helo_reply(event)):
+            await self.conn.writer.drain()
 
     async def _on_mail(self, event: E.Mail) -> None:
         reject = (await self._check("mail", sender=event.address, message_size=event.params.size)
@@ -550,7 +574,8 @@ class SmtpSession:
             return
         self.sender = event.address
         self.mail_params = event.params
-        await self._reply(R.MAIL_OK)
+        if self._positive(R.MAIL_OK):
+            await self.conn.writer.drain()
 
     async def _on_rcpt(self, event: E.Rcpt) -> None:
         reject = await self._check("rcpt", recipient=event.address)
@@ -574,7 +599,8 @@ class SmtpSession:
                 await self._reply(R.LOCAL_ERROR)
                 return
         self.recipients.append((event.address, event.params))
-        await self._reply(R.RCPT_OK)
+        if self._positive(R.RCPT_OK):
+            await self.conn.writer.drain()
 
     def _last_recipient(self) -> dict:
         return {"recipient": self.recipients[-1][0]} if self.recipients else {}
@@ -584,7 +610,10 @@ class SmtpSession:
         if reject:
             await self._reply(reject)
             return
-        await self._reply(R.LOCAL_ERROR if self.message is None else R.START_DATA)
+        if self.message is None:
+            await self._reply(R.LOCAL_ERROR)
+        else:
+            self.out.append(self.machine.reply(R.START_DATA))
         self.message_size = 0
         await self._flush()
 
@@ -644,7 +673,7 @@ class SmtpSession:
             return
         try:
             if crlf_only:  # the decoder vouches for the line ends: cleanup may take a shortcut
-                self.message.write(data, crlf_only=True)
+                self.message.write(data, crlf_only=True, lf_after_cr=True)  # DATA content: every LF ends a CRLF
             else:
                 self.message.write(data)
         except Exception as exc:
@@ -706,7 +735,7 @@ class SmtpSession:
         await self._reply(R.OK)
 
     async def _on_quit(self, event) -> None:
-        await self._reply(R.BYE)
+        self.out.append(self.machine.reply(R.BYE))
         await self._flush()
 
     async def _on_vrfy(self, event: E.Vrfy) -> None:
@@ -798,7 +827,16 @@ class SmtpSession:
             await self._reply(R.auth_failed(reason))
 
 
+_MISSING = object()
 _HANDLER_NAMES: dict = {}  # event class -> name of the SmtpSession method that answers it
+# the events _serve hands straight to their method when nothing else applies: not pipelined
+# early, no CONNECT-time rejection (_handle does the rest: ProtocolError, pipelining checks)
+_PLAIN_EVENTS = frozenset({E.Helo, E.Mail, E.Rcpt, E.Data, E.DataEnd, E.Quit, E.Rset, E.Noop})
+
+
+def _handler_name(kind: type) -> str:
+    name = _HANDLER_NAMES[kind] = f"_on_{kind.__name__.lower()}"
+    return name
 
 
 def _bytes_waiting(writer) -> int:

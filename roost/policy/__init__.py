@@ -75,6 +75,8 @@ class SmtpPolicy:
         self.resolver = resolver
         self.log = log
         self.default_type = settings.get("default_database_type") or "hash"
+        self._passwd = PasswdTable()
+        self._tables: dict[str, LookupTable] = {}
         self.addresses = AddressResolver(settings, self.table)
         self.restriction_classes = frozenset(settings.list("smtpd_restriction_classes"))
         self.lists = {kind: parse_restrictions(settings.get(name), self.restriction_classes, kind)
@@ -89,7 +91,6 @@ class SmtpPolicy:
         self.relay_first = settings.bool("smtpd_relay_before_recipient_restrictions")
         self.reject_unlisted_recipient = settings.bool("smtpd_reject_unlisted_recipient")
         self.reject_unlisted_sender = settings.bool("smtpd_reject_unlisted_sender")
-        self._passwd = PasswdTable()
         self._table_lists: dict[str, list[LookupTable]] = {}
 
     def needs(self, stage: str) -> bool:
@@ -115,9 +116,17 @@ class SmtpPolicy:
 
     # ------------------------------------------------------------------ helpers
     def table(self, reference: str) -> LookupTable:
-        if reference.strip() in PASSWD_TABLES:
-            return self._passwd
-        return open_table(reference, default_type=self.default_type)
+        """The table `reference` names. Kept per reference: domain lists ask for their table
+        at every address, and the shared roost.tables cache costs a lock, a Diagnostics and
+        an options object per ask (the table object reloads its own file when rebuilt)."""
+        found = self._tables.get(reference)
+        if found is None:
+            if reference.strip() in PASSWD_TABLES:
+                found = self._passwd
+            else:
+                found = open_table(reference, default_type=self.default_type)
+            self._tables[reference] = found
+        return found
 
     def tables(self, parameter: str) -> list[LookupTable]:
         found = self._table_lists.get(parameter)

@@ -56,11 +56,19 @@ class PasswdTable(LookupTable):
         return ":".join(str(part) for part in entry)
 
 
-def found_in(tables: list[LookupTable], address: str, settings, local: bool) -> bool:
+def found_in(tables: list[LookupTable], address: str, settings, local: bool,
+             delimiter: str | None = None) -> bool:
+    """`delimiter`: recipient_delimiter when the caller has read it already."""
     if not tables:
         return False
-    return map_address(tables, address, recipient_delimiter=settings.get("recipient_delimiter"),
-                       domain_is_local=local) is not None
+    if delimiter is None:
+        delimiter = settings.get("recipient_delimiter")
+    return map_address(tables, address, recipient_delimiter=delimiter, domain_is_local=local) is not None
+
+
+# the maps whose keys make an address valid in every class, for senders and recipients
+_REWRITING = {True: ("canonical_maps", "sender_canonical_maps", "virtual_alias_maps"),
+              False: ("canonical_maps", "recipient_canonical_maps", "virtual_alias_maps")}
 
 
 def unlisted_reply(check, address: str, *, sender: bool) -> tuple[int, str, str] | None:
@@ -73,16 +81,19 @@ def unlisted_reply(check, address: str, *, sender: bool) -> tuple[int, str, str]
         return None
     table_parameter, code_parameter, table_label = entry
     local = resolved.address_class == "local"
-    rewriting = ["canonical_maps", "sender_canonical_maps" if sender else "recipient_canonical_maps",
-                 "virtual_alias_maps"]
-    for parameter in rewriting:
-        if found_in(policy.tables(parameter), resolved.address, settings, local):
-            return None
+    delimiter = None
+    for parameter in _REWRITING[bool(sender)]:
+        tables = policy.tables(parameter)
+        if tables:
+            if delimiter is None:
+                delimiter = settings.get("recipient_delimiter")
+            if found_in(tables, resolved.address, settings, local, delimiter):
+                return None
     if table_parameter is not None:
         tables = policy.tables(table_parameter)
         if not tables:
             return None
-        if found_in(tables, resolved.address, settings, local):
+        if found_in(tables, resolved.address, settings, local, delimiter):
             return None
     reply_class = "Sender address" if sender else "Recipient address"
     return (settings.int(code_parameter), "5.1.0" if sender else "5.1.1",

@@ -51,9 +51,9 @@ class Committer:
         future = loop.create_future()
         self._ensure_thread()
         self._jobs.put(((writer, tuple(directories), loop, future),))
-        # shielded: cancelling the waiter must not let anyone touch the descriptor the
-        # thread still owns; the file is then durable (or removed by the failure path) anyway
-        await asyncio.shield(future)
+        # a cancelled waiter cancels only this future: the thread still owns the descriptor and
+        # finishes the job (durable, or removed by the failure path); _resolve skips the future
+        await future
 
     def _ensure_thread(self) -> None:
         pid = current_pid()

@@ -81,6 +81,13 @@ def record(rtype: int, payload: bytes) -> bytes:
     return bytes((rtype,)) + varint(length) + payload
 
 
+def record_header(rtype: int, length: int) -> bytes:
+    """The bytes before a payload of `length`: record(t, p) == record_header(t, len(p)) + p."""
+    if length < 0x80:
+        return bytes((rtype, length))
+    return bytes((rtype,)) + varint(length)
+
+
 def content_records(data: bytes | memoryview) -> bytes:
     """`data` as B records (one per MAX_CHUNK bytes)."""
     if len(data) <= MAX_CHUNK:

@@ -313,27 +313,35 @@ class QueueFileWriter:
         self._data_offset = self._offset + len(self._buffer)
         self._add(rec.MESSAGE, b"")
 
-    def content(self, data: bytes) -> None:
+    def content(self, data: bytes, newlines: int | None = None) -> None:
+        """Append stored content (LF lines). `newlines`: data.count(b"\\n") when the caller
+        knows it already (it saves a pass over the data); None to have it counted."""
         if not data:
             return
         if self._section != "content":
             raise QueueWriteError("content outside the content section")
-        self._account(data)
+        self._account(data, newlines)
         if len(data) >= FLUSH_AT:
             self._flush()
             self._write(rec.content_records(data))
             return
-        self._buffer += rec.content_records(data)
-        if len(self._buffer) >= FLUSH_AT:
+        buffer = self._buffer
+        if len(data) <= rec.MAX_CHUNK:  # one B record, appended without building it apart
+            buffer += rec.record_header(rec.CONTENT, len(data))
+            buffer += data
+        else:
+            buffer += rec.content_records(data)
+        if len(buffer) >= FLUSH_AT:
             self._flush()
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, data: bytes, newlines: int | None = None) -> None:
         """message_size as Postfix counts it: the bytes its content records would take (one
         record per line, type byte + length + text; lines split every 2048 bytes as smtpd
         does). A line shorter than 128 bytes costs exactly len + 2, which the first line
         counts; whether a complete line of 128 bytes or more exists is asked first with one
         C-level search (no object per line); only then are the lines split and measured."""
-        newlines = data.count(b"\n")
+        if newlines is None:
+            newlines = data.count(b"\n")
         self.content_size += len(data) + newlines
         if newlines:
             first = data.find(b"\n")

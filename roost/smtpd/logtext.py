@@ -58,7 +58,22 @@ def sasl_failed(who: str, mechanism: str, reason: str, username: str | None = No
 
 
 def disconnect(who: str, stats: dict[str, list[int]]) -> str:
-    """Postfix's per-command counters: `name=ok` or `name=ok/total`, then commands=."""
+    """Postfix's per-command counters: `name=ok` or `name=ok/total`, then commands=. The
+    counter text is kept per distinct set of counters (most sessions repeat a few)."""
+    key = tuple((name, ok, count) for name, (ok, count) in stats.items())
+    counters = _COUNTERS.get(key)
+    if counters is None:
+        if len(_COUNTERS) >= _COUNTERS_LIMIT:
+            _COUNTERS.clear()
+        counters = _COUNTERS[key] = _counters(stats)
+    return f"disconnect from {who} {counters}"
+
+
+_COUNTERS: dict = {}
+_COUNTERS_LIMIT = 1024
+
+
+def _counters(stats: dict[str, list[int]]) -> str:
     parts = []
     ok_total = total = 0
     for name, (ok, count) in sorted(stats.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER))):
@@ -67,7 +82,7 @@ def disconnect(who: str, stats: dict[str, list[int]]) -> str:
         total += count
     # Postfix writes a client that sent no command at all as commands=0/0
     parts.append(f"commands={ok_total}" if ok_total == total and total else f"commands={ok_total}/{total}")
-    return f"disconnect from {who} " + " ".join(parts)
+    return " ".join(parts)
 
 
 def improper_pipelining(after: str, who: str, pending: bytes) -> str:

@@ -19,9 +19,11 @@ import asyncio
 
 
 class ReadTimer:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: the running loop when the caller has it (asking asyncio for it costs a
+        getpid() system call)."""
         self.timeout = timeout
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = loop = loop or asyncio.get_running_loop()
         self._task = asyncio.current_task(loop)  # given the loop: no second look-up of it
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # set only while a read is awaited

@@ -8,22 +8,33 @@ caller answers `550 5.5.2 host Error: bare <LF> received` after the end of data.
 mode only `<CRLF>.<CRLF>` ends the message: the "SMTP smuggling" forms `<LF>.<LF>`,
 `<LF>.<CRLF>`, `<CR>.<CR>` and `<CRLF>.<CR>` stay message content.
 
-Work is done over whole buffers with bytes.find/replace/count (C speed), never per line in
-Python: a 100 MB message costs a handful of passes over memory.
+Work is done over whole buffers with regular expressions and bytes.find/replace/count (C
+speed), never per line in Python: a 100 MB message costs a handful of passes over memory.
+Usual content (CRLF lines, no line starting with ".") takes two searches: `_SPECIAL` finds
+the first "\n." (the end marker contains one) or LF without CR before it, `_BARE_CR` a CR
+without LF after it; only a piece where either is found pays for the counting and replacing.
 
 Invariants: at most END_MARK_LENGTH - 1 input bytes are held back between calls; the output
 never contains the end marker's last three bytes; a CRLF pair is never split between two
-output pieces (so bare-LF detection is exact across chunk boundaries); `crlf_only` is True
-exactly when every CR of the piece last returned starts a CRLF (a consumer storing LF lines
-may then delete the CRs instead of replacing each CRLF).
+output pieces (so bare-LF detection is exact across chunk boundaries); every LF of the
+content returned ends a CRLF (bare ones are made CRLF); `crlf_only` is True exactly when
+every CR of the piece last returned starts a CRLF (a consumer storing LF lines may then
+delete the CRs instead of replacing each CRLF, and count lines by the CRs deleted).
 Security: the end of data is recognised exactly where RFC 5321 puts it, which is what stops
 a client from smuggling a second message past a filter that parses differently.
 """
 
 from __future__ import annotations
 
+import re
+
 END_MARK = b"\r\n.\r\n"
 END_MARK_LENGTH = len(END_MARK)
+# an LF that starts "\n." (unstuffing, and the end marker) or that follows a byte other than
+# CR (a bare LF; one at offset 0 is not seen: the lookbehind needs a byte before it); one
+# regex with a literal first byte beats bytes.find(b"\n.") and counting LF and CRLF
+_SPECIAL = re.compile(rb"\n(?:\.|(?<=[^\r]\n))")
+_BARE_CR = re.compile(rb"\r[^\n]")  # (a CR as last byte is tested apart)
 
 
 class DataDecoder:
@@ -53,28 +64,43 @@ class DataDecoder:
             if len(buf) < 3 and b".\r\n".startswith(buf):
                 self._pending = buf
                 return b"", None
-        end = buf.find(END_MARK)
-        if end >= 0:
+        special = _SPECIAL.search(buf)
+        if special is None:  # no "\n.", so no end marker either
+            first = end = len(buf)
+        else:
+            first = special.start()
+            # an end marker at e has its "\n." at e + 1, so e + 1 >= first
+            end = buf.find(END_MARK, max(first - 1, 0))
+        if 0 <= end < len(buf):
             self.done = True
-            return self._content(buf[:end + 2]), buf[end + END_MARK_LENGTH:]
+            return self._content(buf[:end + 2], first), buf[end + END_MARK_LENGTH:]
         cut = max(len(buf) - (END_MARK_LENGTH - 1), 0)
         if cut and buf[cut - 1] == 0x0D:  # keep CR LF together in one piece
             cut -= 1
         self._pending = buf[cut:]
-        return self._content(buf[:cut]), None
+        return self._content(buf[:cut], first), None
 
-    def _content(self, raw: bytes) -> bytes:
+    def _content(self, raw: bytes, special: int) -> bytes:
+        """`special`: offset of the first _SPECIAL match in the buffer that `raw` is a
+        prefix of (that buffer's length when there is none)."""
         if not raw:
             return b""
         piece = raw[1:] if self._at_line_start and raw[0] == 0x2E else raw  # §4.5.2
-        if b"\n." in piece:  # §4.5.2 for every other line start, CRLF or bare LF
-            piece = piece.replace(b"\n.", b"\n")
-        newlines = piece.count(b"\n")
-        if newlines and newlines != piece.count(b"\r\n"):
-            self.bare_newline_seen = True
-            piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        # every LF now follows a CR, so each CR beyond the `newlines` CRLF pairs is a bare one
-        self.crlf_only = piece.count(b"\r") == newlines
+        length = len(raw)
+        if ((special >= length or special == length - 1 and raw[-2:] == b"\r\n")
+                and piece[:1] != b"\n" and piece[-1:] != b"\r" and _BARE_CR.search(piece) is None):
+            # no "\n." in it (the match at length - 1 is "\r\n" + a "." beyond the piece),
+            # no bare LF, no bare CR: what the general case below would return unchanged
+            self.crlf_only = True
+        else:
+            if b"\n." in piece:  # §4.5.2 for every other line start, CRLF or bare LF
+                piece = piece.replace(b"\n.", b"\n")
+            newlines = piece.count(b"\n")
+            if newlines and newlines != piece.count(b"\r\n"):
+                self.bare_newline_seen = True
+                piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            # every LF now follows a CR, so each CR beyond the `newlines` CRLF pairs is a bare one
+            self.crlf_only = piece.count(b"\r") == newlines
         self._at_line_start = raw[-1] == 0x0A
         self._after_crlf = raw[-2:] == b"\r\n"
         self.size += len(piece)

@@ -171,3 +171,83 @@ def test_machine_passes_the_flag_on():
     pieces.append(machine.next_event())
     assert [type(p) for p in pieces] == [E.DataContent, E.DataContent]
     assert [p.crlf_only for p in pieces] == [True, False]
+
+
+class CountingDecoder:
+    """The decoder before its regex fast path (count/replace on every piece), kept as the
+    reference the fast path must match byte for byte, flag for flag."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._at_line_start = self._after_crlf = True
+        self.size, self.bare_newline_seen, self.done, self.crlf_only = 0, False, False, False
+
+    def feed(self, data: bytes):
+        buf = self._pending + data if self._pending else bytes(data)
+        self._pending = b""
+        if self._after_crlf:
+            if buf[:3] == b".\r\n":
+                self.done = True
+                return b"", buf[3:]
+            if len(buf) < 3 and b".\r\n".startswith(buf):
+                self._pending = buf
+                return b"", None
+        end = buf.find(b"\r\n.\r\n")
+        if end >= 0:
+            self.done = True
+            return self._content(buf[:end + 2]), buf[end + 5:]
+        cut = max(len(buf) - 4, 0)
+        if cut and buf[cut - 1] == 0x0D:
+            cut -= 1
+        self._pending = buf[cut:]
+        return self._content(buf[:cut]), None
+
+    def _content(self, raw: bytes) -> bytes:
+        if not raw:
+            return b""
+        piece = raw[1:] if self._at_line_start and raw[0] == 0x2E else raw
+        if b"\n." in piece:
+            piece = piece.replace(b"\n.", b"\n")
+        newlines = piece.count(b"\n")
+        if newlines and newlines != piece.count(b"\r\n"):
+            self.bare_newline_seen = True
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        self.crlf_only = piece.count(b"\r") == newlines
+        self._at_line_start = raw[-1] == 0x0A
+        self._after_crlf = raw[-2:] == b"\r\n"
+        self.size += len(piece)
+        return piece
+
+
+def _same_as_counting_decoder(data: bytes, cuts) -> None:
+    fast, slow = DataDecoder(), CountingDecoder()
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    for start, end in zip([0, *points], [*points, len(data)]):
+        got, want = fast.feed(data[start:end]), slow.feed(data[start:end])
+        assert got == want, (data, start, end)
+        assert got[0].count(b"\n") == got[0].count(b"\r\n")  # every LF ends a CRLF (documented)
+        state = ("crlf_only", "bare_newline_seen", "size", "done")
+        assert [getattr(fast, n) for n in state] == [getattr(slow, n) for n in state], (data, start, end)
+        if want[1] is not None:
+            return
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b".", b"..", b"a", b"\r\n.\r\n", b"\r\n.", b"\n.",
+                                 b".\r\n", b"\r\r\n", b"x" * 40 + b"\r\n"]), max_size=60),
+       st.lists(st.integers(0, 600), max_size=8))
+def test_fast_path_matches_counting_decoder(tokens, cuts):
+    _same_as_counting_decoder(b"".join(tokens), cuts)
+
+
+@pytest.mark.parametrize("odd", [b"", b".", b"\n", b"\r", b"\n.", b"\r\n.", b"x\ny", b"x\ry", b".\n", b"\r\n..\r\n",
+                                 b"\r\n.\r\n", b"\r\n.\r\nQUIT\r\n"])
+def test_fast_path_large_pieces(odd):
+    """Mostly clean CRLF text (the fast path) with one odd sequence at every kind of place:
+    start, middle, around the held-back tail, across feed boundaries."""
+    body = b"La de da de da 1.\r\n" * 200
+    for where in (0, 1, 17, 18, 19, 20, len(body) // 2, len(body) - 5, len(body) - 2, len(body)):
+        data = body[:where] + odd + body[where:] + b".\r\n"
+        for cuts in ([], [where], [where - 1, where + 1], [where + 2], [len(data) - 3], [len(data) - 6],
+                     list(range(where - 3, where + 4))):
+            _same_as_counting_decoder(data, cuts)
