@@ -36,12 +36,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchdir import make_base  # noqa: E402  (the spool where smtp_bench.py keeps its own)
 RCPT = "bench@example.test"
 
 
@@ -260,7 +261,7 @@ def main() -> int:
     if args.fill:
         fill(args.fill, args.count, args.size, args.rate, not args.no_trigger)
         return 0
-    base = tempfile.mkdtemp(prefix="roost-qmgr-profile-", dir="/tmp")
+    base = make_base("roost-qmgr-profile-")
     try:
         config_dir = make_instance(base, args.lmtp, args.uid)
         report = asyncio.run(run_qmgr(config_dir, args))

@@ -3,22 +3,28 @@
 Delivery agents running in the queue manager's event loop hand their Maildir writes
 (roost.delivery.mailbox.MaildirJob) to `await run(job)` instead of a thread-pool hop per
 message. The thread takes every job that is waiting as one batch and, in this order:
-writes and fsyncs each job's tmp/ file (`job.write()`; jobs arriving meanwhile join the
-batch, up to MAX_BATCH), renames each into new/
+writes and fsyncs each job's tmp/ file (`job.write()`, then `job.sync()` when the job has
+that step; jobs arriving meanwhile join the batch, up to MAX_BATCH), renames each into new/
 (`job.publish()`, which names the directory to sync), fsyncs each directory named in the
 batch once, and then resolves the batch's futures with a single `call_soon_threadsafe` per
 event loop. A batch of N deliveries into one Maildir costs N file fsyncs, one directory
-fsync, one thread wake-up and one loop wake-up.
+fsync, one thread wake-up and one loop wake-up. Batches begin at least GROUP_WINDOW apart
+unless GROUP_ENOUGH jobs wait already (a job waits at most that long, and only while jobs
+keep coming), so that under a steady stream they are not made of one job each. Jobs with a
+`sync()` step (MaildirJob) write their files first, each starting its write-back, and are
+fsynced together after (at most SYNC_GROUP open at once): the data of the batch goes to the
+device at once, and the blocks its files share (inode table, tmp/) are written by the first
+fsync instead of by each.
 
 Deliveries into roost's own store (StoreJob) run here too, their directory fsyncs joined to
 the batch's (roost.store.maildir.deliver.deferred_directory_syncs).
 
 Invariants (DESIGN.md §3, maildir(5)): a job succeeds only after its file was fsynced,
-renamed into new/, and an fsync of new/ that started after the rename completed; a failing
-write or rename fails that job only (its tmp file is removed by the job); a failing
-directory fsync fails every job of the batch published into that directory (the queue
-manager then keeps the message: at worst delivered twice, never lost). A submitted job
-always runs to its end, even when its waiter is cancelled.
+renamed into new/ (never before its fsync returned), and an fsync of new/ that started after
+the rename completed; a failing write, fsync or rename fails that job only (its tmp file
+is removed by the job); a failing directory fsync fails every job of the batch published
+into that directory (the queue manager then keeps the message: at worst delivered twice,
+never lost). A submitted job always runs to its end, even when its waiter is cancelled.
 Security: runs only jobs built by the delivery agents; never changes the process's ids
 (deliveries that need another uid keep forking through roost.delivery.privileges).
 """
@@ -29,11 +35,19 @@ import asyncio
 import os
 import queue
 import threading
+import time
 from typing import Any
 
 from roost.delivery.mailbox import fsync_directory
 
 MAX_BATCH = 256   # jobs per batch: bounds the wait of the first one
+# batches begin at least this many seconds apart: under a steady stream of deliveries a job
+# that comes right after a batch began waits for the rest of the window, and the jobs of
+# the window share their device round trips; a job after a quiet spell starts at once, and
+# so does a batch that has GROUP_ENOUGH jobs already (no cap on the rate of deliveries)
+GROUP_WINDOW = 0.005
+GROUP_ENOUGH = 8
+SYNC_GROUP = 64   # written files fsynced together at most (each holds a descriptor meanwhile)
 
 
 class CommitThread:
@@ -73,8 +87,14 @@ class CommitThread:
 
     def _serve(self) -> None:
         jobs = self._jobs
+        started = -GROUP_WINDOW   # monotonic time the last batch began
         while True:
-            batch = [jobs.get()]
+            first = jobs.get()
+            pause = started + GROUP_WINDOW - time.monotonic()
+            if pause > 0 and jobs.qsize() + 1 < GROUP_ENOUGH:
+                time.sleep(pause)   # jobs keep coming: those of the rest of the window join
+            started = time.monotonic()
+            batch = [first]
             _drain(jobs, batch, MAX_BATCH)   # everything already waiting joins this batch
             try:
                 self.run_batch(batch)
@@ -82,21 +102,31 @@ class CommitThread:
                 _resolve([(loop, future, None, exc) for _job, loop, future in batch])
 
     def run_batch(self, batch: list) -> None:
-        """Write, publish and sync `batch` [(job, loop, future)] (in this thread). Jobs that
-        arrive while the batch's files are written join it (up to MAX_BATCH): they share its
-        directory fsyncs at no extra wait."""
+        """Write, sync, publish and fsync the directories of `batch` [(job, loop, future)]
+        (in this thread). Jobs that arrive while the batch's files are written join it (up
+        to MAX_BATCH): they share its fsyncs at no extra wait."""
         self.batches += 1
         outcome: list = []   # exception per job, or None
+        unsynced: list[int] = []   # written jobs whose sync() is still to come
         index = 0
         while index < len(batch):
+            job = batch[index][0]
             try:
-                batch[index][0].write()
+                job.write()
                 outcome.append(None)
+                if getattr(job, "sync", None) is not None:
+                    unsynced.append(index)
             except BaseException as exc:  # noqa: BLE001 - reported to that job's waiter
                 outcome.append(exc)
             index += 1
+            if len(unsynced) >= SYNC_GROUP:   # bounds the files open at once
+                _sync(batch, unsynced, outcome)
             if index == len(batch) and len(batch) < MAX_BATCH:
                 _drain(self._jobs, batch, MAX_BATCH)
+        # every file written (write-back started) is fsynced now, one after the other: each
+        # finds the blocks it shares with the others written already. Jobs that come from
+        # now on wait for the next batch, where they are written together in turn.
+        _sync(batch, unsynced, outcome)
         published: dict[str, list[int]] = {}
         values: list = [None] * len(batch)
         for index, (job, _loop, _future) in enumerate(batch):
@@ -120,6 +150,15 @@ class CommitThread:
                     outcome[index] = exc
         _resolve([(loop, future, values[index], outcome[index])
                   for index, (_job, loop, future) in enumerate(batch)])
+
+
+def _sync(batch: list, unsynced: list[int], outcome: list) -> None:
+    for index in unsynced:
+        try:
+            batch[index][0].sync()
+        except BaseException as exc:  # noqa: BLE001 - reported to that job's waiter
+            outcome[index] = exc
+    unsynced.clear()
 
 
 def _drain(jobs: queue.SimpleQueue, batch: list, most: int) -> None:

@@ -103,7 +103,10 @@ def delivered_to_values(chunks) -> set[str]:
             close()
     header = header[:HEADER_LIMIT]
     end = header.find(b"\n\n")
-    for line in header[:end if end >= 0 else len(header)].splitlines():
+    header = header[:end if end >= 0 else len(header)]
+    if b"delivered-to:" not in header.lower():   # the usual case: no line to look at
+        return found
+    for line in header.splitlines():
         if line[:13].lower() == b"delivered-to:":
             found.add(line[13:].strip().decode("utf-8", "replace").lower())
     return found

@@ -10,8 +10,9 @@ mailbox_delivery_lock (Debian: fcntl + dotlock): `file.lock` created O_EXCL (sta
 then an fcntl write lock. A failed append truncates the file back to its old size, so a
 half-written message never remains (Postfix does the same).
 Maildir (maildir(5), DESIGN durability contract): write tmp/NAME, fsync, rename into new/,
-fsync new/ (MaildirJob splits these steps so roost.delivery.commit_thread can share the
-fsync of new/ among the deliveries of a batch). NAME is Dovecot-style
+fsync new/ (MaildirJob splits these steps so roost.delivery.commit_thread can write every
+file of a batch before fsyncing them, their write-back started at once, and share the fsync
+of new/ among them). NAME is Dovecot-style
 `SECS.MUSECSPPID_QCOUNT.HOST,S=SIZE`. The Maildir's directories are made at the first
 delivery of a process (and again when they have gone), not checked at every one.
 
@@ -30,6 +31,7 @@ import itertools
 import os
 import re
 import socket
+import sys
 import time
 from typing import BinaryIO, Callable, Iterator
 
@@ -208,6 +210,39 @@ def ensure_maildir(root: str, owner: tuple[int, int] | None = None) -> None:
             pass
 
 
+_SYNC_FILE_RANGE_WRITE = 2   # <linux/fs.h>: start write-out of dirty pages, do not wait
+_sync_file_range = None      # libc's sync_file_range once looked up; False: not available
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to the device now, without waiting
+    (sync_file_range(2), SYNC_FILE_RANGE_WRITE). When several files are written before any
+    of them is fsynced (roost.delivery.commit_thread), their data and block allocations go
+    out together, and each fsync then finds most of its device round trips done (the inode
+    table and tmp/ blocks they share are written once). A hint only: durability comes from
+    the fsync that follows; where the call does not exist nothing happens."""
+    global _sync_file_range
+    function = _sync_file_range
+    if function is None:
+        function = _sync_file_range = _find_sync_file_range()
+    if function:
+        function(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)   # an error changes nothing: fsync follows
+
+
+def _find_sync_file_range():
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):
+        return False
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
 _hostname: str | None = None
 _known_maildirs: set[str] = set()   # made (or found) complete by this process already
 
@@ -222,11 +257,13 @@ def _unique_name() -> str:
 
 
 class MaildirJob:
-    """One Maildir delivery in its two durable steps, so that several can share the
-    directory fsync (roost.delivery.commit_thread): `write()` makes tmp/NAME and fsyncs it;
-    `publish()` renames it into new/ and returns the directory whose fsync must follow;
-    the delivery is durable once that fsync has completed. `chunks()` yields the message
-    with LF line ends; `owner`: chown the file (and directories made) when running as root."""
+    """One Maildir delivery in its durable steps, so that several can share their device
+    round trips and the directory fsync (roost.delivery.commit_thread): `write()` makes
+    tmp/NAME (owner set) and starts its write-back; `sync()` fsyncs and closes it;
+    `publish()` renames it into new/ (syncing first if sync() was not called) and returns
+    the directory whose fsync must follow; the delivery is durable once that fsync has
+    completed. `chunks()` yields the message with LF line ends; `owner`: chown the file (and
+    directories made) when running as root."""
 
     def __init__(self, root: str, headers: bytes, chunks, *, size_limit: int = 0,
                  owner: tuple[int, int] | None = None):
@@ -237,6 +274,7 @@ class MaildirJob:
         self.owner = owner
         self.tmp = ""
         self.final = ""
+        self.fd: int | None = None   # the tmp file between write() and sync()
 
     def _prepare(self) -> None:
         os.makedirs(os.path.dirname(self.root.rstrip("/")) or ".", exist_ok=True)
@@ -245,7 +283,7 @@ class MaildirJob:
 
     def _open_tmp(self, base: str) -> int:
         self.tmp = os.path.join(self.root, "tmp", base)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self.root not in _known_maildirs:
             self._prepare()
         try:
@@ -277,9 +315,9 @@ class MaildirJob:
                         pending, gathered = [], 0
                 if pending:
                     _write_all(fd, b"".join(pending))
-                os.fsync(fd)
-                if self.owner is not None and os.geteuid() == 0:
+                if self.owner is not None and os.geteuid() == 0:   # before the fsync covers it
                     os.fchown(fd, self.owner[0], self.owner[1])
+                start_writeback(fd)
             except BaseException:
                 os.close(fd)
                 os.unlink(self.tmp)
@@ -288,12 +326,27 @@ class MaildirJob:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-            os.close(fd)
+            self.fd = fd
             self.final = os.path.join(self.root, "new", f"{base},S={size}")
         except OSError as exc:
             raise MailboxError(f"create maildir file {self.root}: {exc.strerror or exc}", "4.2.0") from None
 
+    def sync(self) -> None:
+        """fsync the written tmp file and close it (nothing to do when done already); on
+        failure the file is removed."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            self.discard()
+            raise MailboxError(f"create maildir file {self.root}: {exc.strerror or exc}", "4.2.0") from None
+        os.close(fd)
+
     def publish(self) -> str:
+        self.sync()   # never a name in new/ for a file not on disk yet
         try:
             try:
                 os.rename(self.tmp, self.final)
@@ -308,6 +361,9 @@ class MaildirJob:
         return os.path.join(self.root, "new")
 
     def discard(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(self.tmp)
         except OSError:
@@ -319,6 +375,7 @@ def deliver_maildir(root: str, headers: bytes, source: BinaryIO, *, size_limit: 
     """Store one message in the Maildir `root` (created if missing); returns the new/ path."""
     job = MaildirJob(root, headers, lambda: lf_chunks(source), size_limit=size_limit, owner=owner)
     job.write()
+    job.sync()
     directory = job.publish()
     try:
         fsync_directory(directory)

@@ -48,9 +48,8 @@ def _keys(address: str, delimiter: str) -> list[str]:
     return keys
 
 
-def _lookup(references: tuple[str, ...], keys: list[str]) -> str | None:
-    for reference in references:
-        table = open_table(reference)
+def _lookup(tables, keys: list[str]) -> str | None:
+    for table in tables:
         for key in keys:
             value = table.lookup(key)
             if value is not None:
@@ -81,6 +80,16 @@ class _Conf:
         self.minimum_uid = settings.int("virtual_minimum_uid")
         self.base = settings.get("virtual_mailbox_base")
         self.limit = settings.size("virtual_mailbox_limit")
+        self._tables: tuple | None = None
+
+    def tables(self) -> tuple:
+        """(mailbox, uid, gid) maps as table objects, opened at the first delivery (an
+        opening error raises TableError there, and is tried again next time)."""
+        found = self._tables
+        if found is None:
+            found = self._tables = tuple(tuple(open_table(reference) for reference in maps)
+                                         for maps in (self.maps, self.uid_maps, self.gid_maps))
+        return found
 
 
 _confs: dict[int, _Conf] = {}
@@ -110,9 +119,10 @@ async def deliver_one(request: DeliveryRequest, recipient: Recipient, settings, 
         return result(BOUNCED, "5.4.6", f"mail forwarding loop for {address}")
     keys = _keys(address, conf.delimiter)
     try:
-        path = _lookup(conf.maps, keys)
-        uid_text = _lookup(conf.uid_maps, keys) if path else None
-        gid_text = _lookup(conf.gid_maps, keys) if path else None
+        maps, uid_maps, gid_maps = conf.tables()
+        path = _lookup(maps, keys)
+        uid_text = _lookup(uid_maps, keys) if path else None
+        gid_text = _lookup(gid_maps, keys) if path else None
     except TableError as exc:
         return result(DEFERRED, "4.3.0", f"virtual_mailbox_maps lookup failure: {exc}")
     if path is None:

@@ -84,6 +84,25 @@ def _lmtp_with_shortcut(network_deliver, lmtp_config, endpoints: set, queue_dire
     return deliver
 
 
+# gc generation-0 threshold of the queue-manager process (CPython's default is 700)
+GC_THRESHOLD = 20000
+
+
+def _tune_collector() -> None:
+    """The queue manager allocates a few dozen short-lived containers per message (records,
+    requests, results, futures) that reference counting frees; at CPython's default
+    threshold a generation-0 collection ran every ~70 messages, each walking the whole
+    working set of the messages in flight (~5-10 us per delivered message in all). Objects
+    made at start-up (modules, settings, tables) are moved out of the collector's sight
+    (gc.freeze) and collections run every GC_THRESHOLD net allocations instead: the same
+    garbage is found, later (a cycle waits for at most that many allocations)."""
+    import gc
+
+    gc.freeze()
+    _first, second, third = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, second, third)
+
+
 def make_service(context):
     from roost.cleanup import CleanupService
     from roost.qmgr import trigger
@@ -118,6 +137,7 @@ def make_service(context):
     async def background(stopping):
         listener = await trigger.listen(settings.get("queue_directory"), manager.request,
                                         manager.queued)
+        _tune_collector()
         try:
             await manager.run(stopping)
         finally:

@@ -6,9 +6,10 @@ converts chunk by chunk. Agents that write files take the stored LF form as it i
 (DeliveryRequest.lf_content: `lf_chunks`), which saves converting there and back.
 
 `load(path, queue_id)` reads a small queue file (up to SMALL_FILE bytes) with one read and
-parses it from memory (roost.queue.reader.parse_stream); its content is kept with the
-message while it is active (`decoded`: the LF chunks, decoded once; bounded by the queue
-manager), so its deliveries read the content without opening the file or decoding its
+parses it from memory (roost.queue.reader.parse_stream), keeping the content records'
+payloads on the way; its content is kept with the message while it is active (`decoded`:
+those LF chunks, from that one parse; bounded by the queue manager, which drops them when
+over budget), so its deliveries read the content without opening the file or decoding its
 records again. Larger files are parsed with read_envelope
 (the content skipped) and streamed from the file.
 
@@ -75,7 +76,12 @@ def open_crlf(qf: QueueFile, held: bytes | None = None) -> io.BufferedReader:
 
 def decoded(qf: QueueFile, held: bytes) -> tuple[bytes, ...]:
     """The content of a loaded small file's bytes as its LF chunks, decoded once for all the
-    message's deliveries (load validated every record already)."""
+    message's deliveries: those `load` kept while it parsed the file (taken from the
+    QueueFile, which then no longer holds them), else decoded from `held`."""
+    chunks = qf.content_chunks
+    if chunks is not None:
+        qf.content_chunks = None
+        return chunks
     return tuple(lf_chunks(qf, held))
 
 
@@ -113,5 +119,7 @@ def load(path: str, queue_id: str) -> tuple[QueueFile, bytes | None] | None:
     qf = QueueFile(path, queue_id)
     qf.mode = info.st_mode
     chunks = iter((data,))
-    parse_stream(lambda _size: next(chunks, b""), qf)
+    kept: list = []
+    parse_stream(lambda _size: next(chunks, b""), qf, kept)
+    qf.content_chunks = tuple(kept)   # what `decoded` hands out (the same parse, not another)
     return qf, data

@@ -276,6 +276,8 @@ class QueueManager:
             message.held = content.decoded(qf, held)
             message.held_size = len(held)
             self.held_bytes += len(held)
+        else:   # over budget: the content is read from the file, not kept by the parse either
+            qf.content_chunks = None
         self.active[queue_id] = message
         self.log.info(f"{queue_id}: from=<{qf.sender or ''}>, size={qf.content_size}, "
                       f"nrcpt={len(qf.recipients)} (queue active)")

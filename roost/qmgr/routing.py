@@ -17,24 +17,32 @@ Implements ADDRESS_CLASS_README and transport(5) as Postfix 3.7 documents them:
   `lmtp:unix:private/dovecot-lmtp`, `smtp:[relay]:587`).
 
 Invariants: pure (apart from table lookups), never raises: a table failure resolves to the
-`retry` transport so the message is deferred, as Postfix defers on a lookup error.
+`retry` transport so the message is deferred, as Postfix defers on a lookup error. Routes
+are remembered (per domain, or per address with transport_maps): for good when nothing they
+depend on can change, else for RELOAD_INTERVAL, so a changed table is seen at most one
+table-check interval later than its own lookups see it.
 Security: a recipient address never names a file or command here; nexthops come from the
 configuration and its tables only.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 from roost.config.diagnostics import Diagnostics
 from roost.resolve.classes import AddressResolver
+from roost.resolve.domains import _is_table
 from roost.tables.access import domain_keys, parent_matches, search, split_extension
+from roost.tables import base as table_base
 from roost.tables.base import TableError
 from roost.tables.registry import open_table
 
 LOCAL, VIRTUAL_ALIAS, VIRTUAL_MAILBOX, RELAY, DEFAULT = (
     "local", "virtual_alias", "virtual_mailbox", "relay", "default")
 VIRTUAL_ALIAS_ERROR = "5.1.1 User unknown in virtual alias table"
+ROUTES_LIMIT = 4096  # domains (or addresses) whose route a Router remembers
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,16 @@ class Router:
         self.delimiter = settings.get("recipient_delimiter")
         self.transport_maps = [open_table(ref, diags) for ref in settings.list("transport_maps")]
         self.classes = AddressResolver(settings)
+        # Routes are remembered: per domain (per address when transport_maps is set, whose
+        # keys are addresses). Settings never change; tables do, so while any table takes
+        # part an answer is kept for one table-check interval only (roost.tables.base
+        # RELOAD_INTERVAL: as long again as a table itself may take to see its file change).
+        classes = self.classes
+        lists = (classes.mydestination, classes.virtual_alias_domains,
+                 classes.virtual_mailbox_domains, classes.relay_domains)
+        self._static = not self.transport_maps and not any(
+            _is_table(item.lstrip("!")) for match_list in lists for item in match_list.items)
+        self._routes: dict[str, tuple[Route, float]] = {}
 
     def address_class(self, domain: str) -> str:
         return self.classes.classify(domain) if domain else LOCAL
@@ -97,6 +115,20 @@ class Router:
 
     def resolve(self, address: str) -> Route:
         domain = domain_of(address)
+        key = address.lower() if self.transport_maps else domain
+        routes = self._routes
+        found = routes.get(key)
+        now = time.monotonic()
+        if found is not None and now < found[1]:
+            return found[0]
+        route = self._resolve(address, domain)
+        if route.transport != "retry":   # a lookup failure is never remembered
+            if len(routes) >= ROUTES_LIMIT:
+                routes.clear()
+            routes[key] = (route, math.inf if self._static else now + table_base.RELOAD_INTERVAL)
+        return route
+
+    def _resolve(self, address: str, domain: str) -> Route:
         try:
             address_class = self.address_class(domain)
             transport, nexthop = self.class_route(address_class, domain)

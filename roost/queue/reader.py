@@ -56,6 +56,8 @@ class QueueFile:
     end_offset: int = 0              # file offset of the E record
     records: list[tuple[int, int, bytes]] = field(default_factory=list)  # envelope+extracted, for postcat
     mode: int = 0
+    # the content records' payloads, when the parse was asked to keep them (roost.qmgr.content)
+    content_chunks: tuple[bytes, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def complete(self) -> bool:
@@ -71,77 +73,95 @@ def _text(payload: bytes) -> str:
 
 
 class _Builder:
-    def __init__(self, qf: QueueFile) -> None:
+    def __init__(self, qf: QueueFile, content: list | None = None) -> None:
         self.qf = qf
         self.pending: dict[str, object] = {}
         self.section = "envelope"    # envelope -> content -> extracted -> end
         self.seen_size = False
         self.pointer = 0             # offset of the X record, from the p record
+        self.content = content       # collects the content records' payloads when given
 
     def add(self, offset: int, rtype: int, payload: bytes) -> None:
+        self.feed(((offset, rtype, payload),))
+
+    def feed(self, events) -> None:
+        """Every (offset, type, payload) of `events` in order: the one loop every parse goes
+        through (a small file's records in one call, no call per record)."""
         qf = self.qf
-        if self.section == "end":
-            raise QueueFileError("data after the end record")
-        if not self.seen_size:
-            if rtype != rec.SIZE:
-                raise QueueFileError("first record is not the size record")
-            try:
-                (qf.content_size, qf.data_offset, _nrcpt, qf.flags, _length,
-                 qf.smtputf8) = rec.parse_size_payload(payload)
-            except rec.RecordError as exc:
-                raise QueueFileError(str(exc)) from None
-            self.seen_size = True
-            qf.records.append((offset, rtype, payload))
-            return
-        if self.section == "content":
-            if rtype == rec.CONTENT:
-                return
-            if rtype != rec.XTRA:
-                raise QueueFileError(f"unexpected record {chr(rtype)} in the content")
-            self.section = "extracted"
-        if rtype == rec.CONTENT or rtype == rec.SIZE:
-            raise QueueFileError(f"unexpected record {chr(rtype)} in the {self.section} section")
-        qf.records.append((offset, rtype, payload))
-        if rtype == rec.TIME:
-            parts = payload.split()
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
-                raise QueueFileError("bad time record")
-            qf.arrival = int(parts[0]) + int(parts[1]) / 1e6
-        elif rtype == rec.FULLNAME:
-            qf.fullname = _text(payload)
-        elif rtype == rec.ATTR:
-            name, sep, value = _text(payload).partition("=")
-            if not sep or not name:
-                raise QueueFileError("bad attribute record")
-            qf.attributes[name] = value
-        elif rtype == rec.SENDER:
-            qf.sender = _text(payload)
-        elif rtype == rec.ORIG_RCPT:
-            self.pending["original"] = _text(payload)
-        elif rtype == rec.DSN_ORCPT:
-            self.pending["orcpt"] = _text(payload)
-        elif rtype == rec.DSN_NOTIFY:
-            if not payload.isdigit() or int(payload) > 15:
-                raise QueueFileError("bad notify record")
-            self.pending["notify"] = int(payload)
-        elif rtype in (rec.RCPT, rec.DONE):
-            qf.recipients.append(Recipient(_text(payload), offset, rtype == rec.DONE,
-                                           extracted=self.section == "extracted", **self.pending))
-            self.pending = {}
-        elif rtype == rec.POINTER:
-            if self.section != "envelope" or len(payload) != 15 or not payload.strip().isdigit():
-                raise QueueFileError("bad pointer record")
-            self.pointer = int(payload)
-        elif rtype == rec.MESSAGE:
-            if self.section != "envelope" or offset != qf.data_offset:
-                raise QueueFileError("misplaced message content record")
-            self.section = "content"
-            qf.content_offset = offset + 2
-        elif rtype == rec.END:
-            if self.section != "extracted":
-                raise QueueFileError("end record before the content")
-            qf.end_offset = offset
-            self.section = "end"
+        records = qf.records
+        content = self.content
+        section = self.section
+        for offset, rtype, payload in events:
+            if section == "content":
+                if rtype == _CONTENT:   # the bulk of a file: kept or skipped, nothing else
+                    if content is not None:
+                        content.append(payload)
+                    continue
+                if rtype != _XTRA:
+                    raise QueueFileError(f"unexpected record {chr(rtype)} in the content")
+                section = self.section = "extracted"
+            elif section == "end":
+                raise QueueFileError("data after the end record")
+            elif not self.seen_size:
+                if rtype != _SIZE:
+                    raise QueueFileError("first record is not the size record")
+                try:
+                    (qf.content_size, qf.data_offset, _nrcpt, qf.flags, _length,
+                     qf.smtputf8) = rec.parse_size_payload(payload)
+                except rec.RecordError as exc:
+                    raise QueueFileError(str(exc)) from None
+                self.seen_size = True
+                records.append((offset, rtype, payload))
+                continue
+            if rtype == _CONTENT or rtype == _SIZE:
+                raise QueueFileError(f"unexpected record {chr(rtype)} in the {section} section")
+            records.append((offset, rtype, payload))
+            if rtype == _ATTR:   # the most frequent envelope record first
+                name, sep, value = payload.decode("utf-8", "surrogateescape").partition("=")
+                if not sep or not name:
+                    raise QueueFileError("bad attribute record")
+                qf.attributes[name] = value
+            elif rtype == _TIME:
+                parts = payload.split()
+                if len(parts) != 2 or not all(p.isdigit() for p in parts):
+                    raise QueueFileError("bad time record")
+                qf.arrival = int(parts[0]) + int(parts[1]) / 1e6
+            elif rtype == _FULLNAME:
+                qf.fullname = _text(payload)
+            elif rtype == _SENDER:
+                qf.sender = _text(payload)
+            elif rtype == _ORIG_RCPT:
+                self.pending["original"] = _text(payload)
+            elif rtype == _DSN_ORCPT:
+                self.pending["orcpt"] = _text(payload)
+            elif rtype == _DSN_NOTIFY:
+                if not payload.isdigit() or int(payload) > 15:
+                    raise QueueFileError("bad notify record")
+                self.pending["notify"] = int(payload)
+            elif rtype == _RCPT or rtype == _DONE:
+                qf.recipients.append(Recipient(_text(payload), offset, rtype == _DONE,
+                                               extracted=section == "extracted", **self.pending))
+                self.pending = {}
+            elif rtype == _POINTER:
+                if section != "envelope" or len(payload) != 15 or not payload.strip().isdigit():
+                    raise QueueFileError("bad pointer record")
+                self.pointer = int(payload)
+            elif rtype == _MESSAGE:
+                if section != "envelope" or offset != qf.data_offset:
+                    raise QueueFileError("misplaced message content record")
+                section = self.section = "content"
+                qf.content_offset = offset + 2
+            elif rtype == _END:
+                if section != "extracted":
+                    raise QueueFileError("end record before the content")
+                qf.end_offset = offset
+                section = self.section = "end"
+
+
+_SIZE, _TIME, _FULLNAME, _ATTR, _SENDER = rec.SIZE, rec.TIME, rec.FULLNAME, rec.ATTR, rec.SENDER
+_ORIG_RCPT, _DSN_ORCPT, _DSN_NOTIFY, _RCPT, _DONE = (rec.ORIG_RCPT, rec.DSN_ORCPT, rec.DSN_NOTIFY,
+                                                    rec.RCPT, rec.DONE)
+_POINTER, _MESSAGE, _CONTENT, _XTRA, _END = rec.POINTER, rec.MESSAGE, rec.CONTENT, rec.XTRA, rec.END
 
 
 def read_envelope(path: str, queue_id: str | None = None) -> QueueFile:
@@ -179,16 +199,17 @@ def _parse_seeking(handle, qf: QueueFile) -> None:
         raise QueueFileError("file has no end record (incomplete)")
 
 
-def parse_stream(read, qf: QueueFile) -> QueueFile:
+def parse_stream(read, qf: QueueFile, content: list | None = None) -> QueueFile:
+    """Parse and validate a whole file from `read(size)`; `content`, when given, receives
+    the content records' payloads (the stored content, LF line ends) on the way."""
     decoder = rec.RecordDecoder()
-    builder = _Builder(qf)
+    builder = _Builder(qf, content)
     try:
         while True:
             data = read(READ_SIZE)
             if not data:
                 break
-            for offset, rtype, payload in decoder.feed(data):
-                builder.add(offset, rtype, payload)
+            builder.feed(decoder.feed(data))
     except rec.RecordError as exc:
         raise QueueFileError(str(exc)) from None
     if decoder.pending or builder.section != "end":

@@ -31,15 +31,21 @@ RECEIVED_DATE = re.compile(rb"; [A-Z][a-z]{2}, [ \d]?\d [A-Z][a-z]{2} \d{4} \d\d
 
 
 def queue_file_records(service, queue_id: str) -> list[tuple[int, bytes]]:
-    """The file's records without the arrival time, the queue ID replaced by a constant and
-    the Received date by DATE."""
+    """The file's records without the arrival time (nor the data offset, which counts its
+    digits), the queue ID replaced by a constant and the Received date by DATE."""
     _queue, path = service.layout.find(queue_id)
     with open(path, "rb") as handle:
         data = handle.read()
     out = []
     for _offset, rtype, payload in RecordDecoder().feed(data):
-        if rtype != rec.TIME:
-            out.append((rtype, RECEIVED_DATE.sub(b"; DATE", payload.replace(queue_id.encode(), b"QUEUEID"))))
+        if rtype == rec.TIME:
+            continue
+        if rtype == rec.POINTER:  # a file offset: it counts the arrival time's digits too
+            payload = b"OFFSET"
+        if rtype == rec.SIZE:  # the data offset counts the arrival time's digits: left out
+            fields = payload.split()
+            payload = b" ".join(fields[:1] + fields[2:])
+        out.append((rtype, RECEIVED_DATE.sub(b"; DATE", payload.replace(queue_id.encode(), b"QUEUEID"))))
     return out
 
 
@@ -82,7 +88,12 @@ def test_hinted_writes_store_the_same_file(tmp_path_factory, tokens, cuts):
     service = _service(tmp_path_factory)
     raw = b"".join(tokens) + b"\r\n.\r\n"
     pieces = decoded_pieces(raw, cuts)
-    plain, hinted = store(service, pieces, False), store(service, pieces, True)
+    for _attempt in range(10):
+        plain, hinted = store(service, pieces, False), store(service, pieces, True)
+        # the sizes and offsets of the C record count the queue ID's characters, and the ID
+        # ends with the inode number: compare two files whose IDs are equally long
+        if len(plain[0].queue_id) == len(hinted[0].queue_id):
+            break
     assert plain[1] == hinted[1]
     assert plain[0].size == hinted[0].size
 

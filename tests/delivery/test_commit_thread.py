@@ -224,3 +224,118 @@ def test_size_limit_counts_the_delivery_headers(tmp_path):
     fits.write()
     fits.publish()
     assert os.path.getsize(fits.final) == len(HEADERS) + 2
+
+
+def test_batch_writes_every_file_before_the_first_fsync(tmp_path, monkeypatch):
+    """The files of a batch are all written (write-back started) before any is fsynced, and
+    each is fsynced before any rename: the device gets the batch's data at once."""
+    root = str(tmp_path / "Maildir") + "/"
+    events = trace_syscalls(monkeypatch)
+    real_write, started = os.write, []
+
+    def write(fd, data):
+        events.append(("write", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(mailbox, "start_writeback", lambda fd: started.append(fd))
+    jobs = [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)) for _ in range(4)]
+    results = run_batched(ct.CommitThread(), jobs)
+    assert results == [os.path.join(root, "new")] * 4
+    kinds = [kind for kind, _path in events]
+    assert kinds == ["write"] * 8 + ["fsync"] * 4 + ["rename"] * 4 + ["fsync"]   # 2 writes a file
+    assert len(started) == 4 and all(job.fd is None for job in jobs)
+
+
+def test_sync_groups_bound_the_open_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(ct, "SYNC_GROUP", 2)
+    root = str(tmp_path / "Maildir") + "/"
+    open_at_once, real_sync = [], MaildirJob.sync
+    jobs = [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)) for _ in range(5)]
+
+    def sync(self):
+        open_at_once.append(sum(job.fd is not None for job in jobs))
+        real_sync(self)
+    monkeypatch.setattr(MaildirJob, "sync", sync)
+    results = run_batched(ct.CommitThread(), jobs)
+    assert results == [os.path.join(root, "new")] * 5
+    assert max(open_at_once) <= 2 and len(os.listdir(os.path.join(root, "new"))) == 5
+
+
+def test_a_failed_file_fsync_fails_that_job_alone(tmp_path, monkeypatch):
+    root = str(tmp_path / "Maildir") + "/"
+    jobs = [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)) for _ in range(3)]
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}") == jobs[1].tmp:
+            raise OSError(5, "Input/output error")
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    results = run_batched(ct.CommitThread(), jobs)
+    assert results[0] == results[2] == os.path.join(root, "new")
+    assert isinstance(results[1], MailboxError) and results[1].temporary
+    assert len(os.listdir(os.path.join(root, "new"))) == 2
+    assert os.listdir(os.path.join(root, "tmp")) == [] and jobs[1].fd is None
+
+
+def test_publish_without_sync_fsyncs_first(tmp_path, monkeypatch):
+    """A caller that skips sync() still gets the durable order: fsync, then rename."""
+    root = str(tmp_path / "Maildir") + "/"
+    job = MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))
+    job.write()
+    events = trace_syscalls(monkeypatch)
+    job.publish()
+    assert [kind for kind, _path in events] == ["fsync", "rename"] and job.fd is None
+
+
+def test_without_sync_file_range_the_delivery_is_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(mailbox, "_sync_file_range", False)
+    root = str(tmp_path / "Maildir") + "/"
+    [result] = run_batched(ct.CommitThread(), [MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))])
+    [name] = os.listdir(result)
+    with open(os.path.join(result, name), "rb") as stored:
+        assert stored.read() == HEADERS + CRLF_MESSAGE.replace(b"\r\n", b"\n")
+
+
+def test_delivered_to_values_are_found_in_any_case_and_only_in_the_header():
+    from roost.delivery.local import delivered_to_values
+
+    message = (b"Received: x\nDELIVERED-TO: Boss@Example.TEST\nX-Note: delivered-to: not a field\n"
+               b"delivered-to:  two@example.test \n\nDelivered-To: body@example.test\n")
+    assert delivered_to_values(lambda: iter((message[:20], message[20:]))) == \
+        {"boss@example.test", "two@example.test"}
+    assert delivered_to_values(lambda: iter((b"Subject: x\n\nDelivered-To: a@b\n",))) == set()
+
+
+def test_jobs_that_follow_a_batch_closely_wait_for_the_window_and_go_together(tmp_path, monkeypatch):
+    """Batches begin GROUP_WINDOW apart while jobs keep coming: two jobs sent just after a
+    batch began share the next batch instead of making one each; a job after a quiet
+    spell, or a batch with GROUP_ENOUGH jobs waiting, starts at once."""
+    import time
+
+    monkeypatch.setattr(ct, "GROUP_WINDOW", 0.3)
+    root = str(tmp_path / "Maildir") + "/"
+    thread = ct.CommitThread()
+
+    async def scenario():
+        began = time.monotonic()
+        await thread.run(MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)))   # after quiet: at once
+        first_took = time.monotonic() - began
+        second = asyncio.ensure_future(thread.run(MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))))
+        await asyncio.sleep(0.05)
+        third = asyncio.ensure_future(thread.run(MaildirJob(root, HEADERS, lf(CRLF_MESSAGE))))
+        await asyncio.gather(second, third)
+        return first_took, time.monotonic() - began
+    first_took, all_took = asyncio.run(scenario())
+    assert first_took < 0.25 and all_took >= 0.29
+    assert thread.batches == 2 and thread.dir_syncs == 2
+
+    monkeypatch.setattr(ct, "GROUP_ENOUGH", 1)   # enough waiting at once: no pause at all
+    busy = ct.CommitThread()
+
+    async def no_pause():
+        began = time.monotonic()
+        for _ in range(2):
+            await busy.run(MaildirJob(root, HEADERS, lf(CRLF_MESSAGE)))
+        return time.monotonic() - began
+    assert asyncio.run(no_pause()) < 0.25 and busy.batches == 2

@@ -151,9 +151,20 @@ def test_held_bytes_stay_within_their_budget(tmp_path, monkeypatch):
         enqueue(settings, "a@example.org", "sent@remote.example")
     agent = ScriptedAgent()
     manager = manager_for(settings, agent)
+    kept: list = []
+    real_activate = manager.activate
+
+    def activate(queue, queue_id, path, flushed=False):
+        taken = real_activate(queue, queue_id, path, flushed)
+        message = manager.active.get(queue_id)
+        if message is not None:   # over budget: neither the message nor its parse keeps content
+            kept.append((message.held, message.qf.content_chunks))
+        return taken
+    manager.activate = activate
     run_until_idle(manager)
     assert [call[3] for call in agent.calls] == [BODY.replace(b"\n", b"\r\n")] * 3
     assert manager.held_bytes == 0
+    assert kept == [(None, None)] * 3
 
 
 def test_trigger_datagrams_name_valid_queue_ids_only():
@@ -276,5 +287,36 @@ def test_small_file_content_is_decoded_once_for_all_its_deliveries(tmp_path, mon
     assert len(agent.calls) == 3
     assert [call[3] for call in agent.calls] == [BODY.replace(b"\n", b"\r\n")] * 3
     assert seen_lf == [BODY] * 3
-    assert decodes == [True]   # at activation, from the bytes read once
+    # no decode of its own: the content records were kept by the parse that read the file
+    assert decodes == []
     assert manager.held_bytes == 0
+
+
+def test_the_parse_keeps_the_content_it_decodes(tmp_path):
+    """content.load keeps the content records' payloads from its one parse; decoded() hands
+    them out once (the QueueFile then no longer holds them) and equals a fresh decode."""
+    settings = settings_for(tmp_path / "q")
+    layout = QueueLayout.from_settings(settings)
+    queue_id = enqueue(settings, "a@example.org", "sent@remote.example")
+    qf, held = content.load(layout.path("incoming", queue_id), queue_id)
+    assert qf.content_chunks is not None and b"".join(qf.content_chunks) == BODY
+    chunks = content.decoded(qf, held)
+    assert b"".join(chunks) == BODY and qf.content_chunks is None
+    assert content.decoded(qf, held) == tuple(content.lf_chunks(qf, held)) == chunks
+
+
+def test_queue_manager_process_collects_garbage_less_often():
+    """The qmgr service moves its start-up objects out of the collector's sight and raises
+    the generation-0 threshold (roost.qmgr._tune_collector); restored here afterwards."""
+    import gc
+
+    import roost.qmgr
+
+    before = gc.get_threshold()
+    try:
+        roost.qmgr._tune_collector()
+        assert gc.get_threshold() == (roost.qmgr.GC_THRESHOLD,) + before[1:]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -237,6 +237,38 @@ def test_routes_follow_address_classes_and_transport_maps(tmp_path):
     assert with_relayhost.resolve("x@example.test").transport == "local"
 
 
+def test_routes_are_remembered_per_domain_and_tables_seen_again(tmp_path, monkeypatch):
+    """A route is resolved once per domain while nothing it depends on can change; with a
+    table in a domain list, an answer is kept for one table-check interval only; with
+    transport_maps, per address (their keys are addresses)."""
+    import roost.qmgr.routing as routing
+
+    clock = [1000.0]
+    monkeypatch.setattr(routing.time, "monotonic", lambda: clock[0])
+    static = Router(settings_for(tmp_path / "q", "virtual_alias_domains =\n"
+                                                  "virtual_mailbox_domains = vm.example\n"))
+    calls: list = []
+    real = Router._resolve
+    monkeypatch.setattr(Router, "_resolve", lambda self, a, d: (calls.append(a), real(self, a, d))[1])
+    assert [static.resolve(a).transport for a in ("a@vm.example", "b@VM.example", "c@vm.example")] == \
+        ["virtual"] * 3
+    clock[0] += 3600
+    assert static.resolve("d@vm.example").transport == "virtual" and calls == ["a@vm.example"]
+
+    (tmp_path / "domains").write_text("vm.example x\n")
+    tabled = Router(settings_for(tmp_path / "q", f"virtual_alias_domains = texthash:{tmp_path}/domains\n"))
+    calls.clear()
+    assert tabled.resolve("a@vm.example").transport == "error"
+    assert tabled.resolve("b@vm.example").transport == "error" and len(calls) == 1
+    clock[0] += routing.table_base.RELOAD_INTERVAL
+    assert tabled.resolve("c@vm.example").transport == "error" and len(calls) == 2
+
+    (tmp_path / "transport").write_text("user@mapped.example  lmtp:unix:/run/lmtp\n")
+    mapped = Router(settings_for(tmp_path / "q", f"transport_maps = texthash:{tmp_path}/transport\n"))
+    assert mapped.resolve("user@mapped.example").transport == "lmtp"
+    assert mapped.resolve("other@mapped.example").transport == "smtp"
+
+
 def test_filter_and_redirect_attributes_route_every_recipient(tmp_path):
     settings = settings_for(tmp_path / "q")
     layout = QueueLayout.from_settings(settings)
