@@ -334,13 +334,12 @@ class SmtpSession:
         if first.code >= 400 and self.machine.error_count + 1 > self.limits.soft_error_limit:
             await self._flush()
             await asyncio.sleep(self.limits.error_sleep_time)  # smtpd_error_sleep_time
-        self.out.append(self.machine.reply(reply))
-        if not self.machine.buffered and self._write_out():
+        if self._queue_reply(reply):
             await self.conn.writer.drain()
 
-    def _positive(self, reply: Reply) -> bool:
-        """`_reply` for a 2XX/3XX reply, without a coroutine: no footer, no error pause apply.
-        True when the caller must await `drain()` (see `_write_out`)."""
+    def _queue_reply(self, reply: Reply) -> bool:
+        """The end of `_reply`, and all of it for a 2XX/3XX reply (no footer, no error pause
+        apply), without a coroutine. True when the caller must await `drain()` (`_write_out`)."""
         self.out.append(self.machine.reply(reply))
         return not self.machine.buffered and self._write_out()
 
@@ -563,7 +562,7 @@ class SmtpSession:
             return
         self._reset_message()
         self.helo_protocol = "SMTP" if event.verb == "HELO" else "ESMTP"
-        if self._positive(self.machine.helo_reply(event)):
+        if self._queue_reply(self.machine.helo_reply(event)):
             await self.conn.writer.drain()
 
     async def _on_mail(self, event: E.Mail) -> None:
@@ -574,7 +573,7 @@ class SmtpSession:
             return
         self.sender = event.address
         self.mail_params = event.params
-        if self._positive(R.MAIL_OK):
+        if self._queue_reply(R.MAIL_OK):
             await self.conn.writer.drain()
 
     async def _on_rcpt(self, event: E.Rcpt) -> None:
@@ -599,7 +598,7 @@ class SmtpSession:
                 await self._reply(R.LOCAL_ERROR)
                 return
         self.recipients.append((event.address, event.params))
-        if self._positive(R.RCPT_OK):
+        if self._queue_reply(R.RCPT_OK):
             await self.conn.writer.drain()
 
     def _last_recipient(self) -> dict:
