@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from roost.config.diagnostics import Diagnostics
 from roost.resolve.classes import AddressResolver
-from roost.resolve.domains import _is_table
 from roost.tables.access import domain_keys, parent_matches, search, split_extension
 from roost.tables import base as table_base
 from roost.tables.base import TableError
@@ -81,8 +80,7 @@ class Router:
         classes = self.classes
         lists = (classes.mydestination, classes.virtual_alias_domains,
                  classes.virtual_mailbox_domains, classes.relay_domains)
-        self._static = not self.transport_maps and not any(
-            _is_table(item.lstrip("!")) for match_list in lists for item in match_list.items)
+        self._static = not self.transport_maps and not any(match_list.uses_tables for match_list in lists)
         self._routes: dict[str, tuple[Route, float]] = {}
 
     def address_class(self, domain: str) -> str:

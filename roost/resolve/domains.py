@@ -81,11 +81,16 @@ class MatchList:
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    @property
+    def uses_tables(self) -> bool:
+        """Whether an item names a lookup table (whose answers may change while running)."""
+        return any(_is_table(item.lstrip("!")) for item in self.items)
+
     # ------------------------------------------------------------------ domains
     def match_domain(self, domain: str) -> bool:
         answers = self._domain_answers
         if answers is None:
-            if any(_is_table(item.lstrip("!")) for item in self.items):
+            if self.uses_tables:
                 return self._match_domain(domain)  # tables keep their own answer cache
             answers = self._domain_answers = {}
         found = answers.get(domain)
@@ -128,7 +133,7 @@ class MatchList:
         """mynetworks-style match of a client (verified hostname or "unknown", address)."""
         answers = self._host_answers
         if answers is None:
-            if any(_is_table(item.lstrip("!")) for item in self.items):
+            if self.uses_tables:
                 return self._match_host(hostname, address)
             answers = self._host_answers = {}
         key = (hostname, address)
