@@ -11,7 +11,11 @@ its `250 ... queued as` (both servers fsync the queue file before that reply). R
 alternate the order of the two servers; the table gives medians and the roost/Postfix ratio,
 plus CPU per message, from /proc: roost's ingest processes (roost-smtpd: smtpd and cleanup)
 during the run, and all processes of each server (queue manager and delivery included)
-until its Maildirs hold every message of the run and `--settle` seconds more. Each run starts
+until its Maildirs hold every message of the run and `--settle` seconds more. The machine
+columns count the whole machine over the same span (/proc/stat: the load generator, the
+kernel's block and network work done for the server, everything else that ran) and the share
+of it left idle while smtp-source ran: where that share is near 0, the rate is bound by CPU
+and the ratio of rates follows the ratio of machine CPU per message. Each run starts
 only after the previous one's mail is delivered, so neither server's deliveries overlap the
 other's run, and at the end the benchmark checks that both servers delivered every message it
 sent them (it fails otherwise: a server that does not deliver has less work than one that does).
@@ -282,6 +286,15 @@ def smtp_source(port: int, concurrency: int, count: int, size: int) -> float:
 INGEST_PROCESSES = {"roost": ("roost-smtpd",), "postfix": ("smtpd", "cleanup", "trivial-rewrite")}
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, all) clock ticks of the whole machine since boot, from /proc/stat: busy is
+    everything but idle and iowait (user, system, softirq... of every process and of the
+    kernel's own workers, the load generator included)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
 def cpu_ms(before: dict, after: dict, count: int, names=None) -> float:
     """CPU milliseconds per message between two tree_cpu() snapshots (only `names` if given)."""
     total = sum(after.get(name, 0.0) - before.get(name, 0.0) for name in after if names is None or name in names)
@@ -328,13 +341,18 @@ def main() -> int:
                 rates = {"roost": [], "postfix": []}
                 ingest_cpu = {"roost": [], "postfix": []}
                 total_cpu = {"roost": [], "postfix": []}
+                machine_cpu = {"roost": [], "postfix": []}
+                idle_share = {"roost": [], "postfix": []}
                 for round_number in range(args.rounds):
                     order = [("roost", roost), ("postfix", postfix)]
                     if round_number % 2:
                         order.reverse()
                     for name, server in order:
                         before = server.cpu_seconds()
+                        busy_before, all_before = machine_jiffies()
                         elapsed = smtp_source(server.port, concurrency, count, size)
+                        busy_run, all_run = machine_jiffies()
+                        idle_share[name].append(1 - (busy_run - busy_before) / max(1, all_run - all_before))
                         sent[name] += count
                         rates[name].append(count / elapsed)
                         ingest_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count, INGEST_PROCESSES[name]))
@@ -342,11 +360,14 @@ def main() -> int:
                             await_delivery({name: server}, sent[name])
                         time.sleep(args.settle)  # let the queue managers finish before the next run
                         total_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count))
+                        machine_cpu[name].append((machine_jiffies()[0] - busy_before) / CLK / count * 1000)
                 row = dict(size=size, concurrency=concurrency, count=count,
                            roost=statistics.median(rates["roost"]), postfix=statistics.median(rates["postfix"]))
                 for name in ("roost", "postfix"):
                     row[f"{name}_ingest"] = statistics.median(ingest_cpu[name])
                     row[f"{name}_total"] = statistics.median(total_cpu[name])
+                    row[f"{name}_machine"] = statistics.median(machine_cpu[name])
+                    row[f"{name}_idle"] = statistics.median(idle_share[name])
                 rows.append(row)
                 print(f"size={size} conc={concurrency}: roost {row['roost']:.0f}/s postfix {row['postfix']:.0f}/s",
                       file=sys.stderr)
@@ -363,15 +384,18 @@ def main() -> int:
     lines = [f"SMTP durable accept rate, {mode}, {args.rounds} rounds, medians (nproc={os.cpu_count()}, "
              f"loadavg {' '.join(load)} at the end)", "",
              "| size | conc | messages | roost msg/s | Postfix msg/s | roost/Postfix | roost smtpd+cleanup CPU ms/msg "
-             "| roost all CPU ms/msg | Postfix all CPU ms/msg |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| roost all CPU ms/msg | Postfix all CPU ms/msg | machine CPU ms/msg roost / Postfix "
+             "| machine idle in run roost / Postfix |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if delivered:
         lines[0] += (f"; delivered into the Maildirs at the end: roost {delivered['roost']}, "
                      f"Postfix {delivered['postfix']} of {sent['roost']} each")
     for row in rows:
         lines.append(f"| {row['size'] // 1024} KB | {row['concurrency']} | {row['count']} | {row['roost']:.0f} | "
                      f"{row['postfix']:.0f} | {row['roost'] / row['postfix']:.2f} | {row['roost_ingest']:.2f} | "
-                     f"{row['roost_total']:.2f} | {row['postfix_total']:.2f} |")
+                     f"{row['roost_total']:.2f} | {row['postfix_total']:.2f} | "
+                     f"{row['roost_machine']:.2f} / {row['postfix_machine']:.2f} | "
+                     f"{row['roost_idle']:.0%} / {row['postfix_idle']:.0%} |")
     table = "\n".join(lines) + "\n"
     print(table)
     short = [name for name, count in delivered.items() if count < sent[name]]
