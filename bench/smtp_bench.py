@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -338,11 +339,8 @@ def main() -> int:
         for size in args.sizes:
             count = max(10, int(COUNTS.get(size, 300) * args.scale))
             for concurrency in args.concs:
-                rates = {"roost": [], "postfix": []}
-                ingest_cpu = {"roost": [], "postfix": []}
-                total_cpu = {"roost": [], "postfix": []}
-                machine_cpu = {"roost": [], "postfix": []}
-                idle_share = {"roost": [], "postfix": []}
+                # per server: rate, ingest / total / machine CPU ms per message, idle share of the run
+                samples = {"roost": defaultdict(list), "postfix": defaultdict(list)}
                 for round_number in range(args.rounds):
                     order = [("roost", roost), ("postfix", postfix)]
                     if round_number % 2:
@@ -352,24 +350,23 @@ def main() -> int:
                         busy_before, all_before = machine_jiffies()
                         elapsed = smtp_source(server.port, concurrency, count, size)
                         busy_run, all_run = machine_jiffies()
-                        idle_share[name].append(1 - (busy_run - busy_before) / max(1, all_run - all_before))
+                        taken = samples[name]
+                        taken["idle"].append(1 - (busy_run - busy_before) / max(1, all_run - all_before))
                         sent[name] += count
-                        rates[name].append(count / elapsed)
-                        ingest_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count, INGEST_PROCESSES[name]))
+                        taken["rate"].append(count / elapsed)
+                        taken["ingest"].append(cpu_ms(before, server.cpu_seconds(), count, INGEST_PROCESSES[name]))
                         if not args.ingest_only:  # the next run starts only once this one's mail is delivered
                             await_delivery({name: server}, sent[name])
                         time.sleep(args.settle)  # let the queue managers finish before the next run
-                        total_cpu[name].append(cpu_ms(before, server.cpu_seconds(), count))
-                        machine_cpu[name].append((machine_jiffies()[0] - busy_before) / CLK / count * 1000)
-                row = dict(size=size, concurrency=concurrency, count=count,
-                           roost=statistics.median(rates["roost"]), postfix=statistics.median(rates["postfix"]))
-                for name in ("roost", "postfix"):
-                    row[f"{name}_ingest"] = statistics.median(ingest_cpu[name])
-                    row[f"{name}_total"] = statistics.median(total_cpu[name])
-                    row[f"{name}_machine"] = statistics.median(machine_cpu[name])
-                    row[f"{name}_idle"] = statistics.median(idle_share[name])
+                        taken["total"].append(cpu_ms(before, server.cpu_seconds(), count))
+                        taken["machine"].append((machine_jiffies()[0] - busy_before) / CLK / count * 1000)
+                row = dict(size=size, concurrency=concurrency, count=count)
+                for name, taken in samples.items():
+                    for measure, values in taken.items():
+                        row[f"{name}_{measure}"] = statistics.median(values)
                 rows.append(row)
-                print(f"size={size} conc={concurrency}: roost {row['roost']:.0f}/s postfix {row['postfix']:.0f}/s",
+                print(f"size={size} conc={concurrency}: roost {row['roost_rate']:.0f}/s "
+                      f"postfix {row['postfix_rate']:.0f}/s",
                       file=sys.stderr)
         if not args.ingest_only:  # a server that delivered nothing had it easy: the comparison is void
             delivered = await_delivery({"roost": roost, "postfix": postfix}, sent["roost"])
@@ -391,8 +388,9 @@ def main() -> int:
         lines[0] += (f"; delivered into the Maildirs at the end: roost {delivered['roost']}, "
                      f"Postfix {delivered['postfix']} of {sent['roost']} each")
     for row in rows:
-        lines.append(f"| {row['size'] // 1024} KB | {row['concurrency']} | {row['count']} | {row['roost']:.0f} | "
-                     f"{row['postfix']:.0f} | {row['roost'] / row['postfix']:.2f} | {row['roost_ingest']:.2f} | "
+        lines.append(f"| {row['size'] // 1024} KB | {row['concurrency']} | {row['count']} | {row['roost_rate']:.0f} | "
+                     f"{row['postfix_rate']:.0f} | {row['roost_rate'] / row['postfix_rate']:.2f} | "
+                     f"{row['roost_ingest']:.2f} | "
                      f"{row['roost_total']:.2f} | {row['postfix_total']:.2f} | "
                      f"{row['roost_machine']:.2f} / {row['postfix_machine']:.2f} | "
                      f"{row['roost_idle']:.0%} / {row['postfix_idle']:.0%} |")
